@@ -1,0 +1,138 @@
+//! `ptq inspect`: what a model holds, as text or JSON.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use ptq_ir::{Graph, Source, format_shape};
+use serde::Serialize;
+
+use crate::cli::InspectArgs;
+use crate::model::Model;
+
+#[derive(Serialize)]
+struct Report {
+    model: String,
+    ir_version: i64,
+    producer: String,
+    opsets: BTreeMap<String, i64>,
+    inputs: Vec<TensorLine>,
+    outputs: Vec<TensorLine>,
+    nodes: usize,
+    operators: BTreeMap<String, usize>,
+    constants: Constants,
+    /// Operator types ptq's engine cannot run, with their node names.
+    unsupported: BTreeMap<String, Vec<String>>,
+    /// Why the engine could not even read the model, when it could not.
+    engine_error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct TensorLine {
+    name: String,
+    dtype: Option<String>,
+    shape: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Constants {
+    initializers: usize,
+    constant_nodes: usize,
+    /// Total element count over numeric constants.
+    elements: u64,
+    bytes: u64,
+}
+
+pub fn inspect(args: &InspectArgs) -> Result<()> {
+    let model = Model::load(&args.model)?;
+    let (unsupported, engine_error) = match ptq_engine::unsupported_ops(&model.bytes, model.dir()) {
+        Ok(ops) => (ops.into_iter().collect(), None),
+        Err(e) => (BTreeMap::new(), Some(e.to_string())),
+    };
+    let g = &model.graph;
+    let producer = &model.loaded.model;
+    let report = Report {
+        model: args.model.display().to_string(),
+        ir_version: g.ir_version,
+        producer: format!("{} {}", producer.producer_name(), producer.producer_version()).trim().to_owned(),
+        opsets: g.opsets.clone(),
+        inputs: g.inputs.iter().map(|n| tensor_line(g, n)).collect(),
+        outputs: g.outputs.iter().map(|n| tensor_line(g, n)).collect(),
+        nodes: g.nodes().count(),
+        operators: g.op_histogram(),
+        constants: constants(g),
+        unsupported,
+        engine_error,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&report));
+    }
+    Ok(())
+}
+
+fn tensor_line(g: &Graph, name: &str) -> TensorLine {
+    let info = g.tensor(name);
+    TensorLine {
+        name: name.to_owned(),
+        dtype: info.and_then(|i| i.dtype).map(|d| d.to_string()),
+        shape: info.and_then(|i| i.shape.as_deref()).map(format_shape),
+    }
+}
+
+fn constants(g: &Graph) -> Constants {
+    let mut c = Constants { initializers: 0, constant_nodes: 0, elements: 0, bytes: 0 };
+    for t in g.tensors() {
+        match t.source {
+            Source::Initializer(_) => c.initializers += 1,
+            Source::ConstantNode(_) => c.constant_nodes += 1,
+            _ => continue,
+        }
+        let elements: u64 = t.shape.iter().flatten().map(|d| d.fixed().unwrap_or(0) as u64).product();
+        c.elements += elements;
+        c.bytes += elements * t.dtype.and_then(|d| d.size_of()).unwrap_or(0) as u64;
+    }
+    c
+}
+
+fn render(r: &Report) -> String {
+    let mut s = String::new();
+    let mut line = |l: String| {
+        s.push_str(&l);
+        s.push('\n');
+    };
+    line(format!("model      {}", r.model));
+    line(format!("producer   {}", if r.producer.is_empty() { "(not recorded)" } else { &r.producer }));
+    let opsets: Vec<String> =
+        r.opsets.iter().map(|(d, v)| format!("{}={v}", if d.is_empty() { "ai.onnx" } else { d })).collect();
+    line(format!("IR version {}, opsets {}", r.ir_version, opsets.join(", ")));
+    for (title, list) in [("inputs", &r.inputs), ("outputs", &r.outputs)] {
+        line(format!("{title}:"));
+        for t in list {
+            line(format!(
+                "  {}  {} {}",
+                t.name,
+                t.dtype.as_deref().unwrap_or("?"),
+                t.shape.as_deref().unwrap_or("(shape not declared)")
+            ));
+        }
+    }
+    let ops: Vec<String> = r.operators.iter().map(|(op, n)| format!("{op} {n}")).collect();
+    line(format!("nodes      {} ({})", r.nodes, ops.join(", ")));
+    let c = &r.constants;
+    line(format!(
+        "constants  {} initializers, {} Constant nodes, {} elements ({} bytes)",
+        c.initializers, c.constant_nodes, c.elements, c.bytes
+    ));
+    match (&r.engine_error, r.unsupported.is_empty()) {
+        (Some(e), _) => line(format!("engine     cannot read the model: {e}")),
+        (None, true) => line("engine     every operator is supported".into()),
+        (None, false) => {
+            line("engine     unsupported operators:".into());
+            for (op, nodes) in &r.unsupported {
+                line(format!("  {op}: {}", nodes.join(", ")));
+            }
+        }
+    }
+    s
+}

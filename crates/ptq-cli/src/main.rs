@@ -1,0 +1,43 @@
+//! `ptq`: post-training quantization for ONNX models. The library crates do the work; this binary
+//! parses flags, calls them, and turns errors into messages and exit codes (DESIGN.md Decision 13).
+
+mod cli;
+mod inspect;
+mod model;
+mod names;
+mod output_dir;
+mod progress;
+mod run;
+mod tensor_files;
+mod ui;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+use ui::Ui;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version print and exit 0; usage errors exit 2.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let ui = Ui { verbose: cli.verbose, quiet: cli.quiet };
+    let result = match &cli.command {
+        Command::Run(args) => run::run(args, &ui),
+        Command::Inspect(args) => inspect::inspect(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("error: {}", chain.join(": "));
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Loading a model and binding an input list to it: the start of every command.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use ptq_data::{InputList, InputSpec, ReadOptions, Samples, parse_input_dimensions};
+use ptq_ir::{Dim, Graph};
+use ptq_onnx::Loaded;
+
+use crate::cli::DataArgs;
+
+pub struct Model {
+    pub loaded: Loaded,
+    /// The file's bytes as prost encodes them (identical to the file when untouched).
+    pub bytes: Vec<u8>,
+    pub graph: Graph,
+}
+
+impl Model {
+    pub fn load(path: &Path) -> Result<Model> {
+        let loaded = ptq_onnx::load(path)?;
+        let graph =
+            Graph::new(&loaded.model, loaded.dir()).with_context(|| format!("reading {}", path.display()))?;
+        let bytes = ptq_onnx::encode(&loaded.model);
+        Ok(Model { loaded, bytes, graph })
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.loaded.dir()
+    }
+
+    /// The graph inputs as declared, with the rank of `--input_dimensions` where the model
+    /// declares no shape at all.
+    fn input_specs(&self, dims: &BTreeMap<String, Vec<usize>>) -> Result<Vec<InputSpec>> {
+        self.graph
+            .inputs
+            .iter()
+            .map(|name| {
+                let info = self.graph.tensor(name).expect("graph inputs are tensors");
+                let dtype = info.dtype.with_context(|| {
+                    format!("model input `{name}` declares no element type; ptq cannot read samples for it")
+                })?;
+                let shape = match (&info.shape, dims.get(name)) {
+                    (Some(shape), _) => shape.clone(),
+                    (None, Some(d)) => vec![Dim::Unknown; d.len()],
+                    (None, None) => bail!(
+                        "model input `{name}` declares no shape; pass --input_dimensions {name}=d0,d1,…"
+                    ),
+                };
+                Ok(InputSpec { name: name.clone(), dtype, shape })
+            })
+            .collect()
+    }
+
+    /// Parses the input list and binds it to this model's inputs.
+    pub fn samples(&self, args: &DataArgs) -> Result<Samples> {
+        let mut dims = BTreeMap::new();
+        for arg in &args.input_dimensions {
+            let (name, d) = parse_input_dimensions(arg)?;
+            if dims.insert(name.clone(), d).is_some() {
+                bail!("--input_dimensions names input `{name}` twice");
+            }
+        }
+        let specs = self.input_specs(&dims)?;
+        let opts = ReadOptions {
+            native: args.use_native_input_files,
+            native_names: args.native_input_tensor_names.iter().cloned().collect::<BTreeSet<_>>(),
+            allow_nonfinite: args.allow_nonfinite,
+            dims,
+        };
+        let list = InputList::parse(&args.input_list)?;
+        Ok(Samples::new(list, &specs, opts)?)
+    }
+}

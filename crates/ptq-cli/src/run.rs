@@ -1,0 +1,103 @@
+//! `ptq run`: the float model over an input list, qnn-net-run's output layout.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use ptq_engine::{Engine, TractEngine, run_samples};
+use ptq_ir::Graph;
+
+use crate::cli::RunArgs;
+use crate::model::Model;
+use crate::names::file_stems;
+use crate::output_dir::StagedDir;
+use crate::progress::Progress;
+use crate::tensor_files::{write_npy, write_raw_f32};
+use crate::ui::Ui;
+
+pub fn run(args: &RunArgs, ui: &Ui) -> Result<()> {
+    let start = Instant::now();
+    let model = Model::load(&args.input_model)?;
+    let samples = model.samples(&args.data)?;
+    let observed = outputs_to_write(&model.graph, args, &samples)?;
+    let engine = TractEngine::new(&model.bytes, model.dir(), samples.inputs(), &observed)?;
+    let stems = file_stems(engine.observed());
+    let mapping: serde_json::Map<String, serde_json::Value> = stems
+        .iter()
+        .zip(engine.observed())
+        .map(|(stem, name)| (format!("{stem}.raw"), serde_json::Value::String(name.clone())))
+        .collect();
+    let mapping = serde_json::to_string_pretty(&mapping)?;
+
+    let out = StagedDir::new(&args.output_dir)?;
+    let progress = Progress::new(ui, "running", samples.len());
+    let run_start = Instant::now();
+    run_samples(&engine, &samples, |i, sample, tensors| -> Result<()> {
+        for (file, count) in &sample.nonfinite {
+            ui.warn(&format!(
+                "{} holds {count} NaN/Inf values (continuing: --allow_nonfinite)",
+                file.display()
+            ));
+        }
+        let dir = out.path().join(format!("Result_{i}"));
+        fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for ((stem, name), t) in stems.iter().zip(engine.observed()).zip(&tensors) {
+            write_raw_f32(&dir.join(format!("{stem}.raw")), t).with_context(|| format!("output `{name}`"))?;
+            if args.npy {
+                write_npy(&dir.join(format!("{stem}.npy")), t).with_context(|| format!("output `{name}`"))?;
+            }
+        }
+        fs::write(dir.join("outputs.json"), &mapping)
+            .with_context(|| format!("cannot write {}", dir.display()))?;
+        progress.inc();
+        Ok(())
+    })?;
+    let run_time = run_start.elapsed();
+    progress.finish();
+    out.commit()?;
+    let n = samples.len();
+    ui.info(&format!(
+        "ptq run: {n} sample{} × {} tensor{} written to {} in {:.2} s ({:.3} ms per sample on {} thread{})",
+        if n == 1 { "" } else { "s" },
+        stems.len(),
+        if stems.len() == 1 { "" } else { "s" },
+        args.output_dir.display(),
+        start.elapsed().as_secs_f64(),
+        run_time.as_secs_f64() * 1e3 / n as f64,
+        rayon::current_num_threads(),
+        if rayon::current_num_threads() == 1 { "" } else { "s" },
+    ));
+    Ok(())
+}
+
+/// The tensors to write: the list's `#node` / `%tensor` choices, else the graph outputs (and with
+/// `--debug` every tensor a node computes, in topological order).
+fn outputs_to_write(graph: &Graph, args: &RunArgs, samples: &ptq_data::Samples) -> Result<Vec<String>> {
+    let list = samples.list();
+    let mut names = Vec::new();
+    for node in &list.output_layers {
+        let Some(n) = graph.node_by_name(node) else {
+            bail!("{}: the `#` line names node `{node}`, which the model does not have", list.path.display());
+        };
+        names.extend(n.outputs.iter().filter(|o| !o.is_empty()).cloned());
+    }
+    for tensor in &list.output_tensors {
+        if graph.tensor(tensor).is_none() {
+            bail!(
+                "{}: the `%` line names tensor `{tensor}`, which the model does not have",
+                list.path.display()
+            );
+        }
+        names.push(tensor.clone());
+    }
+    if names.is_empty() {
+        names = graph.outputs.clone();
+    }
+    if args.debug {
+        names.extend(graph.nodes().flat_map(|n| n.outputs.iter().filter(|o| !o.is_empty()).cloned()));
+    }
+    let mut seen = BTreeSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    Ok(names)
+}

@@ -1,0 +1,36 @@
+/// Why a model cannot be prepared or run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the model uses operators that ptq's engine (tract) cannot run: {}; remove or replace them, or export the model with other operators", list_ops(.ops))]
+    Unsupported { ops: Vec<(String, Vec<String>)> },
+
+    #[error("tract cannot load the model: {reason}")]
+    Load { reason: String },
+
+    #[error("the model has no tensor named `{name}`")]
+    NoSuchTensor { name: String },
+
+    #[error("tract cannot prepare the model for inputs {inputs}: {reason}")]
+    Prepare { inputs: String, reason: String },
+
+    #[error("running the model failed: {reason}")]
+    Run { reason: String },
+
+    #[error("input `{name}`: {reason}")]
+    Input { name: String, reason: String },
+}
+
+fn list_ops(ops: &[(String, Vec<String>)]) -> String {
+    ops.iter()
+        .map(|(op, nodes)| {
+            let noun = if nodes.len() == 1 { "node" } else { "nodes" };
+            format!("{op} ({noun} {})", nodes.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// tract's errors carry a chain of contexts; keep all of it, on one line.
+pub(crate) fn chain(e: &tract_onnx::prelude::TractError) -> String {
+    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
+}

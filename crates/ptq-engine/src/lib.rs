@@ -1,0 +1,31 @@
+//! Float execution of ONNX graphs, with any chosen tensors observed.
+//!
+//! [`TractEngine`] runs a model on tract. The tensors to observe are pinned as model outputs
+//! before tract optimises the graph, so the optimiser keeps them; tensors it folds into
+//! constants are still returned. [`run_samples`] feeds an input list through any [`Engine`] in
+//! parallel, one runner per worker thread, handing each sample's tensors to the caller at once
+//! so no activation outlives its sample.
+
+mod convert;
+mod error;
+mod parallel;
+mod tract;
+
+pub use error::Error;
+pub use parallel::run_samples;
+pub use tract::{TractEngine, unsupported_ops};
+
+use ptq_ir::Tensor;
+
+/// A prepared model that runs samples and returns the observed tensors.
+pub trait Engine: Sync {
+    /// The observed tensor names, in the order each run returns their values.
+    fn observed(&self) -> &[String];
+    /// A runner with its own state; one per worker thread.
+    fn runner(&self) -> Result<Box<dyn Runner + '_>, Error>;
+}
+
+/// Runs one sample at a time (inputs in graph-input order).
+pub trait Runner {
+    fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, Error>;
+}

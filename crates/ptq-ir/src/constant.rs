@@ -1,0 +1,79 @@
+//! Decoding constant values (initializers and `Constant` nodes) into [`Tensor`]s.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use ptq_onnx::proto::{AttributeProto, TensorProto};
+
+use crate::{DataType, Error, Tensor};
+
+/// The value of an ONNX tensor, from `raw_data`, external data or the typed fields.
+pub fn tensor_from_proto(t: &TensorProto, model_dir: &Path) -> Result<Tensor, Error> {
+    let fail = |reason: String| Error::BadTensor { tensor: t.name().to_owned(), reason };
+    let dtype = DataType::from_onnx(t.data_type())
+        .ok_or_else(|| fail(format!("unknown element type {}", t.data_type())))?;
+    let shape = t
+        .dims
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| fail(format!("negative dimension {d}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let size = dtype.size_of().ok_or_else(|| fail(format!("{dtype} values are not supported here")))?;
+    let count: usize = shape.iter().product();
+    let data = match ptq_onnx::tensor_bytes(t, model_dir)? {
+        Some(bytes) => bytes,
+        None => typed_bytes(t, dtype, count).ok_or_else(|| fail(format!("{dtype} tensor has no data")))?,
+    };
+    if data.len() != count * size {
+        return Err(fail(format!(
+            "holds {} bytes, its shape {:?} of {dtype} needs {}",
+            data.len(),
+            shape,
+            count * size
+        )));
+    }
+    Ok(Tensor { dtype, shape, data })
+}
+
+/// The value of a `Constant` node's attribute (`value`, `value_float(s)`, `value_int(s)`).
+pub fn constant_node_value(
+    attrs: &[AttributeProto],
+    output: &str,
+    model_dir: &Path,
+) -> Result<Tensor, Error> {
+    let fail = |reason: &str| Error::BadTensor { tensor: output.to_owned(), reason: reason.into() };
+    let attr = attrs.first().ok_or_else(|| fail("Constant node without a value"))?;
+    match attr.name() {
+        "value" => {
+            let t = attr.t.as_ref().ok_or_else(|| fail("Constant `value` is not a tensor"))?;
+            tensor_from_proto(t, model_dir)
+        }
+        "value_float" => Ok(Tensor::from_f32(vec![], &[attr.f()])),
+        "value_floats" => Ok(Tensor::from_f32(vec![attr.floats.len()], &attr.floats)),
+        "value_int" => Ok(Tensor::from_i64(vec![], &[attr.i()])),
+        "value_ints" => Ok(Tensor::from_i64(vec![attr.ints.len()], &attr.ints)),
+        other => Err(fail(&format!("Constant `{other}` values are not supported"))),
+    }
+}
+
+/// Little-endian bytes from the typed repeated fields ONNX allows instead of `raw_data`.
+fn typed_bytes(t: &TensorProto, dtype: DataType, count: usize) -> Option<Bytes> {
+    use DataType::*;
+    let mut out = Vec::with_capacity(count * dtype.size_of()?);
+    match dtype {
+        Float | Complex64 => t.float_data.iter().for_each(|v| out.extend(v.to_le_bytes())),
+        Double | Complex128 => t.double_data.iter().for_each(|v| out.extend(v.to_le_bytes())),
+        Int64 => t.int64_data.iter().for_each(|v| out.extend(v.to_le_bytes())),
+        Uint32 => t.uint64_data.iter().for_each(|&v| out.extend((v as u32).to_le_bytes())),
+        Uint64 => t.uint64_data.iter().for_each(|v| out.extend(v.to_le_bytes())),
+        Int32 => t.int32_data.iter().for_each(|v| out.extend(v.to_le_bytes())),
+        // int32_data holds the narrower types one value per entry (float16/bfloat16 as bit patterns).
+        Int16 | Uint16 | Float16 | Bfloat16 => {
+            t.int32_data.iter().for_each(|&v| out.extend((v as u16).to_le_bytes()))
+        }
+        Int8 | Uint8 | Bool | Float8e4m3fn | Float8e4m3fnuz | Float8e5m2 | Float8e5m2fnuz | Float8e8m0 => {
+            t.int32_data.iter().for_each(|&v| out.push(v as u8))
+        }
+        _ => return None,
+    }
+    (count == 0 || !out.is_empty()).then(|| Bytes::from(out))
+}

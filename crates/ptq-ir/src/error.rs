@@ -1,0 +1,18 @@
+/// Problems found while reading a model into a [`crate::Graph`] or applying a [`crate::Patch`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the graph has a cycle through node(s) {nodes}; ONNX graphs must be acyclic")]
+    Cycle { nodes: String },
+
+    #[error("tensor `{tensor}`: {reason}")]
+    BadTensor { tensor: String, reason: String },
+
+    #[error("node `{node}` ({op}): {reason}")]
+    BadNode { node: String, op: String, reason: String },
+
+    #[error("the model has no tensor named `{0}`")]
+    NoSuchTensor(String),
+
+    #[error(transparent)]
+    Onnx(#[from] ptq_onnx::Error),
+}

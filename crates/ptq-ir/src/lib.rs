@@ -1,0 +1,22 @@
+//! The graph ptq works on.
+//!
+//! A [`Graph`] is a read-only view of an ONNX model: nodes in topological order, every tensor
+//! under its exact ONNX name, constants (initializers and `Constant` nodes alike), producers and
+//! consumers, and declared element types and shapes. Edits go through a [`Patch`], the one way
+//! to change a model, which applies to the `ModelProto` and leaves everything else byte-identical.
+
+mod constant;
+mod dtype;
+mod error;
+mod graph;
+mod patch;
+mod shape;
+mod tensor;
+
+pub use constant::tensor_from_proto;
+pub use dtype::DataType;
+pub use error::Error;
+pub use graph::{Graph, Node, Source, TensorInfo};
+pub use patch::Patch;
+pub use shape::{Dim, format_shape};
+pub use tensor::Tensor;
