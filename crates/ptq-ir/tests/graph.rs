@@ -1,0 +1,183 @@
+//! The graph view and `Patch` on the shared models and on small hand-built graphs.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use ptq_ir::{DataType, Dim, Error, Graph, Patch, Source};
+use ptq_onnx::proto::{GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
+
+fn shared_model(name: &str) -> PathBuf {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models").join(name).join("model.onnx");
+    assert!(path.exists(), "the shared model zoo is expected at {}", path.display());
+    path
+}
+
+fn load(name: &str) -> (ModelProto, Graph) {
+    let loaded = ptq_onnx::load(&shared_model(name)).unwrap();
+    let graph = Graph::new(&loaded.model, loaded.dir()).unwrap();
+    (loaded.model, graph)
+}
+
+/// Every node reads only graph inputs, constants, or outputs of nodes before it.
+fn assert_topological(g: &Graph) {
+    let mut available: BTreeSet<String> = g
+        .tensors()
+        .filter(|t| t.source == Source::Input || matches!(t.source, Source::Initializer(_)))
+        .map(|t| t.name.clone())
+        .collect();
+    for n in g.nodes() {
+        for i in n.inputs.iter().filter(|i| !i.is_empty()) {
+            assert!(available.contains(i), "node {} reads {i} before it is computed", n.display_name());
+        }
+        available.extend(n.outputs.iter().cloned());
+    }
+}
+
+#[test]
+fn shared_models_give_complete_graphs() {
+    for name in ["digits_cnn", "ppocr_cls", "minilm_l3", "silero_vad_16k", "ppocr_det"] {
+        let (model, g) = load(name);
+        assert_eq!(g.nodes().count(), model.graph.as_ref().unwrap().node.len(), "{name}");
+        assert_topological(&g);
+        for t in g.tensors().filter(|t| t.is_constant()) {
+            let value = g.constant(&t.name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            if let Some(shape) = &t.shape {
+                let dims: Vec<usize> = shape.iter().map(|d| d.fixed().unwrap()).collect();
+                assert_eq!(value.shape, dims, "{name}: {}", t.name);
+            }
+        }
+        for out in &g.outputs {
+            assert!(g.producer(out).is_some(), "{name}: output {out} has no producer");
+        }
+    }
+}
+
+#[test]
+fn digits_cnn_inputs_outputs_and_consumers() {
+    let (_, g) = load("digits_cnn");
+    assert_eq!(g.inputs, ["input"]);
+    assert_eq!(g.outputs, ["logits"]);
+    let input = g.tensor("input").unwrap();
+    assert_eq!(input.dtype, Some(DataType::Float));
+    assert_eq!(
+        input.shape.as_deref(),
+        Some(&[Dim::Fixed(1), Dim::Fixed(1), Dim::Fixed(8), Dim::Fixed(8)][..])
+    );
+    let readers: Vec<_> = g.consumers("input").map(|n| n.op_type.clone()).collect();
+    assert_eq!(readers, ["Conv"]);
+    assert_eq!(g.op_histogram()["Relu"], 4);
+}
+
+#[test]
+fn ppocr_cls_constant_nodes_are_constants_and_dims_keep_their_kind() {
+    let (_, g) = load("ppocr_cls");
+    let consts = g.tensors().filter(|t| matches!(t.source, Source::ConstantNode(_))).count();
+    assert_eq!(consts, 308);
+    // The Paddle export declares the batch as -1 and leaves H/W without a value.
+    let shape = g.tensor("x").unwrap().shape.clone().unwrap();
+    assert_eq!(shape[..2], [Dim::Unknown, Dim::Fixed(3)]);
+    assert!(shape[2].fixed().is_none() && shape[3].fixed().is_none(), "{shape:?}");
+}
+
+#[test]
+fn minilm_symbolic_dims_are_named() {
+    let (_, g) = load("minilm_l3");
+    let shape = g.tensor("input_ids").unwrap().shape.clone().unwrap();
+    assert_eq!(shape, [Dim::Symbolic("batch_size".into()), Dim::Symbolic("sequence_length".into())]);
+}
+
+fn node(name: &str, op: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
+    NodeProto {
+        name: Some(name.into()),
+        op_type: Some(op.into()),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn value(name: &str) -> ValueInfoProto {
+    ValueInfoProto { name: Some(name.into()), ..Default::default() }
+}
+
+fn model(nodes: Vec<NodeProto>) -> ModelProto {
+    ModelProto {
+        ir_version: Some(8),
+        graph: Some(GraphProto {
+            node: nodes,
+            input: vec![value("x")],
+            output: vec![value("z")],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn nodes_out_of_file_order_are_sorted_stably() {
+    let m = model(vec![
+        node("b", "Relu", &["y"], &["z"]),
+        node("a", "Relu", &["x"], &["y"]),
+        node("c", "Relu", &["x"], &["w"]),
+    ]);
+    let g = Graph::new(&m, Path::new(".")).unwrap();
+    let order: Vec<_> = g.nodes().map(|n| n.name.clone()).collect();
+    assert_eq!(order, ["a", "b", "c"]);
+}
+
+#[test]
+fn a_cycle_is_an_error_naming_its_nodes() {
+    let m = model(vec![node("a", "Add", &["x", "z"], &["y"]), node("b", "Relu", &["y"], &["z"])]);
+    let err = Graph::new(&m, Path::new(".")).unwrap_err();
+    assert!(matches!(err, Error::Cycle { .. }));
+    let msg = err.to_string();
+    assert!(msg.contains('a') && msg.contains('b'), "{msg}");
+}
+
+#[test]
+fn an_empty_patch_leaves_the_model_byte_identical() {
+    let bytes = std::fs::read(shared_model("silero_vad_16k")).unwrap();
+    let m = ptq_onnx::decode(bytes.clone().into(), Path::new("m")).unwrap();
+    let patched = Patch::new().apply(&m).unwrap();
+    assert!(ptq_onnx::encode(&patched) == bytes);
+}
+
+#[test]
+fn patch_inserts_rewires_and_removes() {
+    let m = model(vec![node("a", "Relu", &["x"], &["y"]), node("b", "Relu", &["y"], &["z"])]);
+    let g = Graph::new(&m, Path::new(".")).unwrap();
+    let mut p = Patch::new();
+    p.insert_after(Some(0), node("y_ptq_q", "Identity", &["y"], &["y2"]))
+        .replace_uses(&g, "y", "y2")
+        .add_initializer(TensorProto {
+            name: Some("w".into()),
+            data_type: Some(1),
+            dims: vec![1],
+            float_data: vec![2.0],
+            ..Default::default()
+        })
+        .set_opset("", 21)
+        .set_ir_version(10);
+    let out = p.apply(&m).unwrap();
+    let names: Vec<_> = out.graph.as_ref().unwrap().node.iter().map(|n| n.name().to_owned()).collect();
+    assert_eq!(names, ["a", "y_ptq_q", "b"]);
+    let g2 = Graph::new(&out, Path::new(".")).unwrap();
+    assert_eq!(g2.node(2).inputs, ["y2"]);
+    assert_eq!(g2.constant("w").unwrap().to_f32().unwrap(), [2.0]);
+    assert_eq!(g2.opsets[""], 21);
+    assert_eq!(g2.ir_version, 10);
+
+    let mut p = Patch::new();
+    p.remove_node(1).set_input(0, 0, "x");
+    let out = p.apply(&m).unwrap();
+    assert_eq!(out.graph.unwrap().node.len(), 1);
+}
+
+#[test]
+fn patch_naming_a_missing_node_or_slot_fails() {
+    let m = model(vec![node("a", "Relu", &["x"], &["y"])]);
+    assert!(Patch::new().remove_node(3).apply(&m).is_err());
+    let err = Patch::new().set_input(0, 4, "q").apply(&m).unwrap_err().to_string();
+    assert!(err.contains("slot 4"), "{err}");
+}
