@@ -3,6 +3,7 @@
 
 mod cli;
 mod inspect;
+mod interrupt;
 mod model;
 mod names;
 mod output_dir;
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    interrupt::install();
     let ui = Ui { verbose: cli.verbose, quiet: cli.quiet };
     let result = match &cli.command {
         Command::Run(args) => run::run(args, &ui),
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            interrupt::wait_if_interrupted();
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
             eprintln!("error: {}", chain.join(": "));
             ExitCode::from(1)

@@ -31,6 +31,7 @@ impl StagedDir {
             .prefix(".ptq-")
             .tempdir_in(&parent)
             .with_context(|| format!("cannot create output directory {}", target.display()))?;
+        crate::interrupt::register(staging.path());
         Ok(StagedDir { target: target.to_owned(), staging, target_existed })
     }
 
@@ -41,11 +42,15 @@ impl StagedDir {
 
     /// Moves everything written into the target folder, replacing entries of the same name.
     pub fn commit(self) -> Result<()> {
+        crate::interrupt::unregister(self.staging.path());
         let fail = || format!("cannot move results into {}", self.target.display());
         if !self.target_existed {
             let staging = self.staging.keep();
-            set_dir_mode(&staging).with_context(fail)?;
-            return fs::rename(&staging, &self.target).with_context(fail);
+            let moved = set_dir_mode(&staging).and_then(|()| fs::rename(&staging, &self.target));
+            if moved.is_err() {
+                let _ = fs::remove_dir_all(&staging);
+            }
+            return moved.with_context(fail);
         }
         for entry in fs::read_dir(self.staging.path()).with_context(fail)? {
             let entry = entry.with_context(fail)?;

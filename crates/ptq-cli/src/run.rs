@@ -20,8 +20,18 @@ pub fn run(args: &RunArgs, ui: &Ui) -> Result<()> {
     let start = Instant::now();
     let model = Model::load(&args.input_model)?;
     let samples = model.samples(&args.data)?;
+    for b in samples.inputs() {
+        ui.detail(&format!("input {} {} {:?}", b.name, b.dtype, b.shape));
+    }
     let observed = outputs_to_write(&model.graph, args, &samples)?;
+    let prepare_start = Instant::now();
     let engine = TractEngine::new(&model.bytes, model.dir(), samples.inputs(), &observed)?;
+    ui.detail(&format!(
+        "engine ready in {:.3} s, writing {} tensor(s): {}",
+        prepare_start.elapsed().as_secs_f64(),
+        observed.len(),
+        observed.join(", ")
+    ));
     let stems = file_stems(engine.observed());
     let mapping: serde_json::Map<String, serde_json::Value> = stems
         .iter()

@@ -14,6 +14,13 @@ impl Ui {
         }
     }
 
+    /// Shown with `-v`.
+    pub fn detail(&self, msg: &str) {
+        if self.verbose > 0 && !self.quiet {
+            eprintln!("{msg}");
+        }
+    }
+
     pub fn warn(&self, msg: &str) {
         if !self.quiet {
             eprintln!("warning: {msg}");

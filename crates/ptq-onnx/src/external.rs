@@ -77,11 +77,20 @@ pub(crate) fn externalise(
     source_dir: &Path,
     data_name: &str,
 ) -> Result<Option<(ModelProto, Vec<u8>)>, Error> {
+    externalise_past(model, source_dir, data_name, PROTOBUF_LIMIT)
+}
+
+fn externalise_past(
+    model: &ModelProto,
+    source_dir: &Path,
+    data_name: &str,
+    limit: usize,
+) -> Result<Option<(ModelProto, Vec<u8>)>, Error> {
     let mut any_external = false;
     if let Some(g) = &model.graph {
         visit(g, &mut |t| any_external |= is_external(t));
     }
-    let too_big = model.encoded_len() > PROTOBUF_LIMIT;
+    let too_big = model.encoded_len() > limit;
     if !any_external && !too_big {
         return Ok(None);
     }
@@ -137,5 +146,35 @@ fn visit_mut(g: &mut GraphProto, f: &mut impl FnMut(&mut TensorProto)) {
             a.t.iter_mut().chain(&mut a.tensors).for_each(&mut *f);
             a.g.iter_mut().chain(&mut a.graphs).for_each(|sub| visit_mut(sub, f));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::GraphProto;
+
+    fn tensor(name: &str, bytes: usize) -> TensorProto {
+        TensorProto {
+            name: Some(name.into()),
+            data_type: Some(2),
+            dims: vec![bytes as i64],
+            raw_data: Some(Bytes::from(vec![7u8; bytes])),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_model_past_the_limit_moves_its_large_tensors_out() {
+        let graph =
+            GraphProto { initializer: vec![tensor("big", 4096), tensor("small", 8)], ..Default::default() };
+        let model = ModelProto { ir_version: Some(8), graph: Some(graph), ..Default::default() };
+        assert!(externalise_past(&model, Path::new("."), "m.onnx.data", usize::MAX).unwrap().is_none());
+        let (out, data) = externalise_past(&model, Path::new("."), "m.onnx.data", 1000).unwrap().unwrap();
+        let init = &out.graph.as_ref().unwrap().initializer;
+        assert!(is_external(&init[0]) && !is_external(&init[1]));
+        assert_eq!(data, vec![7u8; 4096]);
+        assert_eq!(entry(&init[0], "location"), Some("m.onnx.data"));
+        assert_eq!(entry(&init[0], "length"), Some("4096"));
     }
 }
