@@ -88,15 +88,20 @@ fn outputs_to_write(graph: &Graph, args: &RunArgs, samples: &ptq_data::Samples) 
     let mut names = Vec::new();
     for node in &list.output_layers {
         let Some(n) = graph.node_by_name(node) else {
-            bail!("{}: the `#` line names node `{node}`, which the model does not have", list.path.display());
+            bail!(
+                "{}:{}: the `#` line names node `{node}`, which the model does not have",
+                list.path.display(),
+                list.header_lines.layers.unwrap_or(1)
+            );
         };
         names.extend(n.outputs.iter().filter(|o| !o.is_empty()).cloned());
     }
     for tensor in &list.output_tensors {
         if graph.tensor(tensor).is_none() {
             bail!(
-                "{}: the `%` line names tensor `{tensor}`, which the model does not have",
-                list.path.display()
+                "{}:{}: the `%` line names tensor `{tensor}`, which the model does not have",
+                list.path.display(),
+                list.header_lines.tensors.unwrap_or(1)
             );
         }
         names.push(tensor.clone());

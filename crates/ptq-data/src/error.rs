@@ -69,6 +69,13 @@ pub enum Error {
     ShapeMismatch { input: String, from: String, given: Vec<usize>, declared: String },
 
     #[error(
+        "dimension '{symbol}' is {} for input '{}' (from {}) but {} for input '{}' (from {}); inputs \
+         that share a dimension name must agree: fix the data or --input_dimensions",
+        first.1, first.0, first.2, second.1, second.0, second.2
+    )]
+    SharedDim { symbol: String, first: (String, usize, String), second: (String, usize, String) },
+
+    #[error(
         "cannot bind every input shape: raw files carry no shape, so each dimension the model does \
          not fix must be given:\n{}\npass --input_dimensions name=d0,d1,... for each unbound input \
          (one flag per input)",

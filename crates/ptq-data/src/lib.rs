@@ -13,5 +13,5 @@ mod samples;
 
 pub use dims::parse_input_dimensions;
 pub use error::Error;
-pub use list::{Entry, InputList, Line};
+pub use list::{Entry, HeaderLines, InputList, Line};
 pub use samples::{BoundInput, InputSpec, ReadOptions, Sample, Samples};

@@ -15,8 +15,16 @@ pub struct InputList {
     pub output_layers: Vec<String>,
     /// Tensor names from an optional line `%t1 t2` (after the `#` line if both).
     pub output_tensors: Vec<String>,
+    /// The line numbers of the `#` and `%` lines, for messages about the names on them.
+    pub header_lines: HeaderLines,
     /// One per sample, in file order; blank lines are skipped.
     pub lines: Vec<Line>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeaderLines {
+    pub layers: Option<usize>,
+    pub tensors: Option<usize>,
 }
 
 /// One sample: the files on one line of the list.
@@ -43,6 +51,7 @@ impl InputList {
             path: path.to_path_buf(),
             output_layers: Vec::new(),
             output_tensors: Vec::new(),
+            header_lines: HeaderLines::default(),
             lines: Vec::new(),
         };
         // Which header lines may still come: '#' only first, '%' first or right after '#'.
@@ -62,12 +71,14 @@ impl InputList {
                     return Err(misplaced('#'));
                 }
                 list.output_layers = words(rest);
+                list.header_lines.layers = Some(number);
                 hash_ok = false;
             } else if let Some(rest) = line.strip_prefix('%') {
                 if !percent_ok {
                     return Err(misplaced('%'));
                 }
                 list.output_tensors = words(rest);
+                list.header_lines.tensors = Some(number);
                 hash_ok = false;
                 percent_ok = false;
             } else {

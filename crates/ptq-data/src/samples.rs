@@ -194,23 +194,30 @@ fn bind(
 ) -> Result<Vec<BoundInput>, Error> {
     let first = &list.lines[0];
     let mut shapes = Vec::with_capacity(inputs.len());
+    let mut sources = Vec::with_capacity(inputs.len());
     for (k, spec) in inputs.iter().enumerate() {
-        let shape = if let Some(dims) = given.get(&spec.name) {
-            Some(check_shape(&spec.name, &spec.shape, dims, "--input_dimensions")?)
+        let (shape, source) = if let Some(dims) = given.get(&spec.name) {
+            (
+                Some(check_shape(&spec.name, &spec.shape, dims, "--input_dimensions")?),
+                "--input_dimensions".into(),
+            )
         } else if let Some(shape) = fixed_shape(&spec.shape) {
-            Some(shape)
+            (Some(shape), "the model".into())
         } else {
             let path = &first.entries[slots[0][k]].path;
             if is_npy(path) {
-                let header = npy_shape(path).map_err(|e| in_sample(list, first, &spec.name, e))?;
+                let in_first = |e| in_sample(list, first, &spec.name, e);
+                let header = npy_shape(path).map_err(in_first)?;
                 let from = format!("the .npy header of {}", path.display());
-                Some(check_shape(&spec.name, &spec.shape, &header, &from)?)
+                (Some(check_shape(&spec.name, &spec.shape, &header, &from).map_err(in_first)?), from)
             } else {
-                None
+                (None, String::new())
             }
         };
         shapes.push(shape);
+        sources.push(source);
     }
+    check_shared_dims(inputs, &shapes, &sources).map_err(|(input, e)| in_sample(list, first, &input, e))?;
     if shapes.iter().any(Option::is_none) {
         let listing = inputs
             .iter()
@@ -232,6 +239,37 @@ fn bind(
             shape.map(|shape| BoundInput { name: spec.name.clone(), dtype: spec.dtype, shape })
         })
         .collect())
+}
+
+/// Inputs that name the same symbolic dimension (`batch_size`, `sequence_length`) must be bound
+/// to the same value: the model computes with one value per name.
+fn check_shared_dims(
+    inputs: &[InputSpec],
+    shapes: &[Option<Vec<usize>>],
+    sources: &[String],
+) -> Result<(), (String, Error)> {
+    let mut seen: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for (k, (spec, shape)) in inputs.iter().zip(shapes).enumerate() {
+        let Some(shape) = shape else { continue };
+        for (dim, &value) in spec.shape.iter().zip(shape) {
+            let Dim::Symbolic(symbol) = dim else { continue };
+            match seen.get(symbol.as_str()) {
+                Some(&(v, j)) if v != value => {
+                    let e = Error::SharedDim {
+                        symbol: symbol.clone(),
+                        first: (inputs[j].name.clone(), v, sources[j].clone()),
+                        second: (spec.name.clone(), value, sources[k].clone()),
+                    };
+                    return Err((spec.name.clone(), e));
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(symbol, (value, k));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -18,6 +18,9 @@ pub enum Error {
 
     #[error("input `{name}`: {reason}")]
     Input { name: String, reason: String },
+
+    #[error(transparent)]
+    Data(#[from] ptq_data::Error),
 }
 
 fn list_ops(ops: &[(String, Vec<String>)]) -> String {

@@ -250,7 +250,8 @@ fn declared_type(v: &ValueInfoProto) -> (Option<DataType>, Option<Vec<Dim>>) {
             .iter()
             .map(|d| match &d.value {
                 Some(tensor_shape_proto::dimension::Value::DimValue(v)) => dim_from_value(*v),
-                Some(tensor_shape_proto::dimension::Value::DimParam(p)) if !p.is_empty() => {
+                // Some exporters (Paddle) write `?` for "any"; it names no shared dimension.
+                Some(tensor_shape_proto::dimension::Value::DimParam(p)) if !p.is_empty() && p != "?" => {
                     Dim::Symbolic(p.clone())
                 }
                 _ => Dim::Unknown,

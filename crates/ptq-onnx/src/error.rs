@@ -3,20 +3,22 @@ use std::path::PathBuf;
 /// Everything that can go wrong reading or writing an ONNX file; each variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    // The I/O error is part of the message, not a `source()`, so a printed chain says it once.
+    #[error("cannot read {}: {err}; check the path", path.display())]
+    Read { path: PathBuf, err: std::io::Error },
 
-    #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {}: {err}; check that the folder exists and is writable", path.display())]
+    Write { path: PathBuf, err: std::io::Error },
 
     #[error("{path} is not an ONNX model ({reason}); pass a .onnx file exported by a framework")]
     NotOnnx { path: PathBuf, reason: String },
 
     #[error(
-        "{path} is truncated or corrupt: the protobuf does not decode ({source}); re-export or re-download the model"
+        "{} is truncated or corrupt: the protobuf does not decode ({err}); re-export or re-download the model",
+        path.display()
     )]
-    Corrupt { path: PathBuf, source: prost::DecodeError },
+    Corrupt { path: PathBuf, err: prost::DecodeError },
 
-    #[error("tensor `{tensor}` of {model}: external data {reason}")]
+    #[error("tensor `{tensor}` of the model in {}: external data {reason}", model.display())]
     ExternalData { model: PathBuf, tensor: String, reason: String },
 }

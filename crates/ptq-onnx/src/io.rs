@@ -25,7 +25,7 @@ impl Loaded {
 
 /// Reads and decodes an ONNX file.
 pub fn load(path: &Path) -> Result<Loaded, Error> {
-    let bytes = fs::read(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
+    let bytes = fs::read(path).map_err(|err| Error::Read { path: path.to_owned(), err })?;
     let model = decode(Bytes::from(bytes), path)?;
     Ok(Loaded { model, path: path.to_owned() })
 }
@@ -46,7 +46,7 @@ pub fn decode(bytes: Bytes, path: &Path) -> Result<ModelProto, Error> {
         Ok(m) if m.graph.is_none() => Err(not_onnx("it has no graph")),
         Ok(m) => Ok(m),
         Err(_) if !starts_like_model => Err(not_onnx("it is not a protobuf ModelProto")),
-        Err(source) => Err(Error::Corrupt { path: path.to_owned(), source }),
+        Err(err) => Err(Error::Corrupt { path: path.to_owned(), err }),
     }
 }
 
@@ -68,7 +68,7 @@ pub fn save(model: &ModelProto, source_dir: &Path, path: &Path) -> Result<(), Er
     let file_name =
         path.file_name().map(|n| n.to_string_lossy().into_owned()).ok_or_else(|| Error::Write {
             path: path.to_owned(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"),
+            err: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"),
         })?;
     let externalised = external::externalise(model, source_dir, &format!("{file_name}.data"))?;
     let (model_bytes, data) = match &externalised {
@@ -82,13 +82,13 @@ pub fn save(model: &ModelProto, source_dir: &Path, path: &Path) -> Result<(), Er
     }
     pending.push(write_temp(dir, path, &model_bytes)?);
     for (tmp, target) in pending {
-        tmp.persist(&target).map_err(|e| Error::Write { path: target.clone(), source: e.error })?;
+        tmp.persist(&target).map_err(|e| Error::Write { path: target.clone(), err: e.error })?;
     }
     Ok(())
 }
 
 fn write_temp(dir: &Path, target: &Path, bytes: &[u8]) -> Result<(tempfile::NamedTempFile, PathBuf), Error> {
-    let err = |source| Error::Write { path: target.to_owned(), source };
+    let err = |err| Error::Write { path: target.to_owned(), err };
     let mut tmp = tempfile::Builder::new().prefix(".ptq-").suffix(".tmp").tempfile_in(dir).map_err(err)?;
     tmp.write_all(bytes).map_err(err)?;
     tmp.as_file().sync_all().map_err(err)?;

@@ -1,0 +1,164 @@
+//! The tract engine on shared models: observed tensors, folded constants, parallel runs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ptq_data::{InputList, InputSpec, ReadOptions, Samples};
+use ptq_engine::{Engine, Error, TractEngine, run_samples, unsupported_ops};
+use ptq_ir::{Graph, Tensor};
+use ptq_onnx::proto::{
+    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TypeProto, ValueInfoProto, type_proto,
+};
+
+fn zoo(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models").join(name);
+    assert!(dir.is_dir(), "the shared model zoo is expected at {}", dir.display());
+    dir
+}
+
+struct Prepared {
+    bytes: Vec<u8>,
+    dir: PathBuf,
+    graph: Graph,
+    samples: Samples,
+}
+
+fn prepare(name: &str, dims: &[(&str, &[usize])]) -> Prepared {
+    let dir = zoo(name);
+    let loaded = ptq_onnx::load(&dir.join("model.onnx")).unwrap();
+    let graph = Graph::new(&loaded.model, &dir).unwrap();
+    let specs: Vec<InputSpec> = graph
+        .inputs
+        .iter()
+        .map(|n| {
+            let t = graph.tensor(n).unwrap();
+            InputSpec { name: n.clone(), dtype: t.dtype.unwrap(), shape: t.shape.clone().unwrap() }
+        })
+        .collect();
+    let opts = ReadOptions {
+        dims: dims.iter().map(|(n, d)| (n.to_string(), d.to_vec())).collect(),
+        ..Default::default()
+    };
+    let samples = Samples::new(InputList::parse(&dir.join("calib.txt")).unwrap(), &specs, opts).unwrap();
+    Prepared { bytes: ptq_onnx::encode(&loaded.model), dir, graph, samples }
+}
+
+fn run_all(engine: &dyn Engine, samples: &Samples) -> Vec<Vec<Tensor>> {
+    let results = Mutex::new(vec![Vec::new(); samples.len()]);
+    run_samples::<Error, _>(engine, samples, |i, _, outputs| {
+        results.lock().unwrap()[i] = outputs;
+        Ok(())
+    })
+    .map_err(|e| e.to_string())
+    .unwrap();
+    results.into_inner().unwrap()
+}
+
+#[test]
+fn every_tensor_can_be_observed_and_pinning_does_not_change_outputs() {
+    let p = prepare("ppocr_cls", &[("x", &[1, 3, 48, 192])]);
+    let outputs = p.graph.outputs.clone();
+    let mut all = outputs.clone();
+    all.extend(p.graph.nodes().flat_map(|n| n.outputs.clone()).filter(|o| !outputs.contains(o)));
+    let plain = TractEngine::new(&p.bytes, &p.dir, p.samples.inputs(), &outputs).unwrap();
+    let pinned = TractEngine::new(&p.bytes, &p.dir, p.samples.inputs(), &all).unwrap();
+    assert_eq!(pinned.observed(), &all[..]);
+
+    let sample = p.samples.read(0).unwrap();
+    let a = plain.runner().unwrap().run(&sample.tensors).unwrap();
+    let b = pinned.runner().unwrap().run(&sample.tensors).unwrap();
+    assert_eq!(b.len(), all.len());
+    assert_eq!(a[0], b[0], "pinning changed the output");
+    // Shape arithmetic (Shape → … → Concat feeding Reshape) is folded into constants by tract;
+    // it must still come back, as the int64 tensor ONNX defines.
+    let shape_operands: Vec<usize> = p
+        .graph
+        .nodes()
+        .filter(|n| n.op_type == "Reshape")
+        .filter_map(|n| all.iter().position(|o| *o == n.inputs[1]))
+        .collect();
+    assert!(!shape_operands.is_empty(), "ppocr_cls computes Reshape shapes in the graph");
+    for i in shape_operands {
+        assert_eq!(b[i].dtype, ptq_ir::DataType::Int64, "{}", all[i]);
+        assert_eq!(b[i].shape.len(), 1, "{}", all[i]);
+    }
+    for (name, t) in all.iter().zip(&b) {
+        assert!(!t.data.is_empty() || t.is_empty(), "{name} came back empty");
+    }
+}
+
+#[test]
+fn parallel_runs_equal_one_runner_in_order() {
+    let p = prepare("silero_vad_16k", &[]);
+    let engine = TractEngine::new(&p.bytes, &p.dir, p.samples.inputs(), &p.graph.outputs).unwrap();
+    let parallel = run_all(&engine, &p.samples);
+    let mut runner = engine.runner().unwrap();
+    for (i, got) in parallel.iter().enumerate() {
+        let expected = runner.run(&p.samples.read(i).unwrap().tensors).unwrap();
+        assert_eq!(got, &expected, "sample {i}");
+    }
+}
+
+#[test]
+fn an_unknown_tensor_name_is_refused() {
+    let p = prepare("digits_cnn", &[]);
+    let err = TractEngine::new(&p.bytes, &p.dir, p.samples.inputs(), &["nope".into()]).err().unwrap();
+    assert!(err.to_string().contains("`nope`"), "{err}");
+}
+
+fn tensor_type() -> Option<TypeProto> {
+    let shape = ptq_onnx::proto::TensorShapeProto {
+        dim: vec![ptq_onnx::proto::tensor_shape_proto::Dimension {
+            value: Some(ptq_onnx::proto::tensor_shape_proto::dimension::Value::DimValue(4)),
+            ..Default::default()
+        }],
+    };
+    Some(TypeProto {
+        value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+            elem_type: Some(1),
+            shape: Some(shape),
+        })),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn unsupported_operators_are_all_listed_with_their_nodes() {
+    let node = |name: &str, op: &str, i: &str, o: &str| NodeProto {
+        name: Some(name.into()),
+        op_type: Some(op.into()),
+        input: vec![i.into()],
+        output: vec![o.into()],
+        ..Default::default()
+    };
+    let value =
+        |n: &str| ValueInfoProto { name: Some(n.into()), r#type: tensor_type(), ..Default::default() };
+    let model = ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(13) }],
+        graph: Some(GraphProto {
+            node: vec![
+                node("foo1", "FooBar", "x", "a"),
+                node("r", "Relu", "a", "b"),
+                node("foo2", "FooBar", "b", "c"),
+                node("q", "Quux", "c", "y"),
+            ],
+            input: vec![value("x")],
+            output: vec![value("y")],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let bytes = ptq_onnx::encode(&model);
+    let ops = unsupported_ops(&bytes, Path::new(".")).unwrap();
+    assert_eq!(
+        ops,
+        [
+            ("FooBar".to_string(), vec!["foo1".to_string(), "foo2".to_string()]),
+            ("Quux".into(), vec!["q".into()])
+        ]
+    );
+    let inputs = [ptq_data::BoundInput { name: "x".into(), dtype: ptq_ir::DataType::Float, shape: vec![4] }];
+    let err = TractEngine::new(&bytes, Path::new("."), &inputs, &["y".into()]).err().unwrap().to_string();
+    assert!(err.contains("FooBar (nodes foo1, foo2)") && err.contains("Quux (node q)"), "{err}");
+}
