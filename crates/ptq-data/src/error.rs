@@ -68,12 +68,12 @@ pub enum Error {
     )]
     ShapeMismatch { input: String, from: String, given: Vec<usize>, declared: String },
 
+    /// `first` and `second` read like "64 for input 'x' (from the model)".
     #[error(
-        "dimension '{symbol}' is {} for input '{}' (from {}) but {} for input '{}' (from {}); inputs \
-         that share a dimension name must agree: fix the data or --input_dimensions",
-        first.1, first.0, first.2, second.1, second.0, second.2
+        "dimension '{symbol}' is {first} but {second}; inputs that share a dimension name must \
+         agree: fix the data or --input_dimensions"
     )]
-    SharedDim { symbol: String, first: (String, usize, String), second: (String, usize, String) },
+    SharedDim { symbol: String, first: String, second: String },
 
     #[error(
         "cannot bind every input shape: raw files carry no shape, so each dimension the model does \

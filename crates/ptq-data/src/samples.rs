@@ -217,7 +217,7 @@ fn bind(
         shapes.push(shape);
         sources.push(source);
     }
-    check_shared_dims(inputs, &shapes, &sources).map_err(|(input, e)| in_sample(list, first, &input, e))?;
+    check_shared_dims(inputs, &shapes, &sources).map_err(|(input, e)| in_sample(list, first, &input, *e))?;
     if shapes.iter().any(Option::is_none) {
         let listing = inputs
             .iter()
@@ -247,7 +247,7 @@ fn check_shared_dims(
     inputs: &[InputSpec],
     shapes: &[Option<Vec<usize>>],
     sources: &[String],
-) -> Result<(), (String, Error)> {
+) -> Result<(), (String, Box<Error>)> {
     let mut seen: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for (k, (spec, shape)) in inputs.iter().zip(shapes).enumerate() {
         let Some(shape) = shape else { continue };
@@ -257,10 +257,10 @@ fn check_shared_dims(
                 Some(&(v, j)) if v != value => {
                     let e = Error::SharedDim {
                         symbol: symbol.clone(),
-                        first: (inputs[j].name.clone(), v, sources[j].clone()),
-                        second: (spec.name.clone(), value, sources[k].clone()),
+                        first: format!("{v} for input '{}' (from {})", inputs[j].name, sources[j]),
+                        second: format!("{value} for input '{}' (from {})", spec.name, sources[k]),
                     };
-                    return Err((spec.name.clone(), e));
+                    return Err((spec.name.clone(), Box::new(e)));
                 }
                 Some(_) => {}
                 None => {
