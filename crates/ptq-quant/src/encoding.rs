@@ -219,7 +219,8 @@ mod tests {
     #[test]
     fn spec_worked_examples() {
         use Schema::*;
-        let rows: &[(f64, f64, u8, Schema, bool, f64, i64, f64, f64)] = &[
+        type Row = (f64, f64, u8, Schema, bool, f64, i64, f64, f64);
+        let rows: &[Row] = &[
             (-1.8, 0.5, 8, Asymmetric, false, 0.00901960784, -200, -1.80392157, 0.496078431),
             (-5.1, 5.1, 8, Asymmetric, false, 0.04, -128, -5.12, 5.08),
             (5.0, 10.0, 8, Asymmetric, false, 0.0392156863, 0, 0.0, 10.0),
@@ -249,7 +250,7 @@ mod tests {
         let e = enc(-1.8, 0.5, 8, Schema::Asymmetric, false);
         let q: Vec<i64> = [-1.8f32, -1.0, 0.0, 0.5].iter().map(|&x| e.quantize(0, x)).collect();
         assert_eq!(q, [0, 89, 200, 255]);
-        assert!((e.dequantize(0, 89) - -1.00117647).abs() < 1e-6);
+        assert!((e.dequantize(0, 89) - -1.001_176_5).abs() < 1e-6);
         assert_eq!(e.storage_type(), DataType::Uint8);
         assert_eq!(e.zero_points, [200]);
     }

@@ -1,7 +1,9 @@
 //! Quantization domain: what a user asks for ([`QuantSpec`]), what ptq decides per tensor
-//! ([`Encoding`]), and the QNN math between them (spec §3.2).
+//! ([`Encoding`]), the QNN math between them (spec §3.2), and the op rules that say which
+//! tensors get an encoding ([`rules`], spec §5).
 
 mod encoding;
+pub mod rules;
 mod spec;
 
 pub use encoding::{Encoding, MIN_RANGE, Origin};

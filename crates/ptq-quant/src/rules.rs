@@ -1,0 +1,264 @@
+//! Op rules (spec §5): which tensors get an encoding, which share one, which are weights or biases.
+//!
+//! The result is a [`Layout`]: every tensor that will carry an encoding, in classes of tensors
+//! that share one encoding (data-invariant ops, spec §5.2), plus the Concat-like groups that
+//! DESIGN.md Decision 10 merges after calibration when their ranges allow it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ptq_ir::{DataType, Graph, Node, Source};
+
+/// How a tensor's encoding is obtained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// Member of an activation class: its range comes from data (or constant values) and is
+    /// shared by the class.
+    Activation { class: usize },
+    /// A constant weight of a Conv/ConvTranspose/Gemm/MatMul, with the axis of its output
+    /// channels (per-channel / per-row when asked for).
+    Weight { channel_axis: usize, per_channel: bool },
+    /// A bias, derived from the scales of the layer's input and weight.
+    Bias { input: String, weight: String },
+}
+
+/// A set of tensors sharing one activation encoding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Class {
+    /// Members in topological order; the first is the root (its producer computes the values).
+    pub members: Vec<String>,
+    /// `Some` when the range is fixed by the op (Softmax, Sigmoid: [0, 1]) rather than observed.
+    pub fixed_range: Option<(f64, f64)>,
+}
+
+/// Tensors whose classes may merge into one encoding after calibration (Decision 10).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    /// The node that forms the group (Concat, Where, Max, Min).
+    pub node: String,
+    pub classes: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Layout {
+    pub roles: BTreeMap<String, Role>,
+    pub classes: Vec<Class>,
+    pub groups: Vec<Group>,
+}
+
+/// What the rules need from the command line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RuleOptions {
+    pub per_channel: bool,
+    pub per_row: bool,
+}
+
+/// Ops whose output is a selection or rearrangement of input 0's values (spec §5.2).
+const DATA_INVARIANT: &[&str] = &[
+    "Reshape",
+    "Transpose",
+    "Squeeze",
+    "Unsqueeze",
+    "Flatten",
+    "Identity",
+    "Slice",
+    "Split",
+    "Tile",
+    "Expand",
+    "Gather",
+    "GatherND",
+    "GatherElements",
+    "MaxPool",
+    "ReduceMax",
+    "ReduceMin",
+    "TopK",
+    "DepthToSpace",
+    "SpaceToDepth",
+    "Dropout",
+    "Cast",
+    "Pad",
+    "Resize",
+    "Upsample",
+];
+
+/// Ops whose inputs and output form one group (Decision 10), with the data inputs that join it.
+fn group_inputs(node: &Node) -> Option<Vec<usize>> {
+    match node.op_type.as_str() {
+        "Concat" | "Max" | "Min" => Some((0..node.inputs.len()).collect()),
+        "Where" => Some(vec![1, 2]),
+        _ => None,
+    }
+}
+
+/// Activation → fused consumer pairs whose inner edge carries no quantizer (spec §5.3).
+fn fuses_into(producer: &str, consumer: &str) -> bool {
+    matches!(
+        (producer, consumer),
+        ("Conv", "Relu") | ("Conv", "Clip") | ("ConvTranspose", "Relu") | ("Add", "Relu") | ("Gemm", "Relu")
+    )
+}
+
+/// Inputs of an op that carry data to quantize; the others (shapes, scales, bounds, exponents,
+/// normalisation statistics) stay as they are.
+fn data_inputs(node: &Node) -> Vec<usize> {
+    let all = || (0..node.inputs.len()).collect();
+    match node.op_type.as_str() {
+        "Clip" | "Resize" | "Upsample" | "Pad" | "Pow" | "BatchNormalization" | "Reshape" | "Expand"
+        | "Tile" | "Slice" | "Squeeze" | "Unsqueeze" | "Split" | "TopK" | "Dropout" | "ReduceMax"
+        | "ReduceMin" | "ReduceMean" | "ReduceSum" | "GatherND" | "GatherElements" => vec![0],
+        "Gather" => vec![0],
+        "Where" => vec![1, 2],
+        // LSTM/GRU/RNN: X, W, R, B and the initial states; sequence_lens (4) is an integer.
+        "LSTM" | "GRU" | "RNN" => vec![0, 1, 2, 3, 5, 6],
+        _ => all(),
+    }
+}
+
+/// (weight input, bias input, output-channel axis of the weight, whether per-channel was asked).
+fn weight_slots(
+    node: &Node,
+    graph: &Graph,
+    opts: RuleOptions,
+) -> Option<(usize, Option<usize>, usize, bool)> {
+    let attr_int = |name: &str| {
+        graph.proto().node[node.index].attribute.iter().find(|a| a.name() == name).map(|a| a.i())
+    };
+    match node.op_type.as_str() {
+        "Conv" => Some((1, Some(2), 0, opts.per_channel)),
+        // ConvTranspose weights are [I, O/g, kH, kW]: output channels on axis 1.
+        "ConvTranspose" => Some((1, Some(2), 1, opts.per_channel)),
+        "Gemm" => Some((1, Some(2), if attr_int("transB") == Some(1) { 0 } else { 1 }, opts.per_row)),
+        "MatMul" => {
+            let rank = graph.tensor(node.inputs.get(1)?)?.shape.as_ref()?.len();
+            (rank == 2).then_some((1, None, 1, opts.per_row))
+        }
+        _ => None,
+    }
+}
+
+fn is_constant(graph: &Graph, name: &str) -> bool {
+    graph.tensor(name).is_some_and(|t| t.is_constant())
+}
+
+/// A tensor that can hold float data as far as the model declares (unknown types count: the
+/// engine reports the real type during calibration, and non-float tensors are dropped then).
+fn maybe_float(graph: &Graph, name: &str) -> bool {
+    !name.is_empty() && graph.tensor(name).is_some_and(|t| t.dtype.is_none_or(|d| d == DataType::Float))
+}
+
+/// Assigns roles to every tensor of `graph` (spec §5.1–§5.3, DESIGN.md Decision 10).
+pub fn layout(graph: &Graph, opts: RuleOptions) -> Layout {
+    let mut b = Builder::default();
+    for input in &graph.inputs {
+        if maybe_float(graph, input) {
+            b.new_class(input, None);
+        }
+    }
+    for node in graph.nodes() {
+        if node.op_type == "Constant" {
+            continue;
+        }
+        let weights = weight_slots(node, graph, opts);
+        let wanted: BTreeSet<usize> = data_inputs(node).into_iter().collect();
+        for (slot, input) in node.inputs.iter().enumerate() {
+            if !wanted.contains(&slot) || !maybe_float(graph, input) || b.roles.contains_key(input) {
+                continue;
+            }
+            match weights {
+                Some((w, _, axis, per_channel)) if slot == w && is_constant(graph, input) => {
+                    b.roles.insert(input.clone(), Role::Weight { channel_axis: axis, per_channel });
+                }
+                Some((w, Some(bias), _, _)) if slot == bias && is_constant(graph, input) => {
+                    let role = Role::Bias { input: node.inputs[0].clone(), weight: node.inputs[w].clone() };
+                    b.roles.insert(input.clone(), role);
+                }
+                // Other constants read by quantized ops are quantized like activations (spec §5.1).
+                _ if is_constant(graph, input) => {
+                    b.new_class(input, None);
+                }
+                // An activation nobody encoded (its producer fused into this op): nothing to do.
+                _ => {}
+            }
+        }
+        let outputs: Vec<&String> = node.outputs.iter().filter(|o| maybe_float(graph, o)).collect();
+        if DATA_INVARIANT.contains(&node.op_type.as_str()) {
+            let shared = node.inputs.first().and_then(|i| b.class_of(i));
+            for out in outputs {
+                match shared {
+                    Some(class) => b.join(out, class),
+                    // The input carries no encoding (e.g. an integer tensor cast to float).
+                    None => {
+                        b.new_class(out, None);
+                    }
+                }
+            }
+            continue;
+        }
+        let fixed = matches!(node.op_type.as_str(), "Softmax" | "Sigmoid").then_some((0.0, 1.0));
+        for out in outputs {
+            if fused_away(graph, node, out) {
+                continue;
+            }
+            b.new_class(out, fixed);
+        }
+        if let Some(slots) = group_inputs(node) {
+            let mut classes: Vec<usize> =
+                slots.iter().filter_map(|&s| node.inputs.get(s)).filter_map(|i| b.class_of(i)).collect();
+            classes.extend(node.outputs.first().and_then(|o| b.class_of(o)));
+            classes.dedup();
+            if classes.len() > 1 {
+                b.groups.push(Group { node: node.display_name(), classes });
+            }
+        }
+    }
+    Layout { roles: b.roles, classes: b.classes, groups: b.groups }
+}
+
+/// The output of a Conv-like op read only by the activation that fuses with it (spec §5.3).
+fn fused_away(graph: &Graph, node: &Node, out: &str) -> bool {
+    if graph.outputs.iter().any(|o| o == out) {
+        return false;
+    }
+    let mut readers = graph.consumers(out);
+    match (readers.next(), readers.next()) {
+        (Some(only), None) => {
+            fuses_into(&node.op_type, &only.op_type) && only.inputs.first().is_some_and(|i| i == out)
+        }
+        _ => false,
+    }
+}
+
+#[derive(Default)]
+struct Builder {
+    roles: BTreeMap<String, Role>,
+    classes: Vec<Class>,
+    groups: Vec<Group>,
+}
+
+impl Builder {
+    fn new_class(&mut self, tensor: &str, fixed_range: Option<(f64, f64)>) -> usize {
+        let class = self.classes.len();
+        self.classes.push(Class { members: vec![tensor.to_owned()], fixed_range });
+        self.roles.insert(tensor.to_owned(), Role::Activation { class });
+        class
+    }
+
+    fn join(&mut self, tensor: &str, class: usize) {
+        self.classes[class].members.push(tensor.to_owned());
+        self.roles.insert(tensor.to_owned(), Role::Activation { class });
+    }
+
+    fn class_of(&self, tensor: &str) -> Option<usize> {
+        match self.roles.get(tensor) {
+            Some(Role::Activation { class }) => Some(*class),
+            _ => None,
+        }
+    }
+}
+
+/// The constant tensors of `graph` that `layout` put in activation classes (their ranges come
+/// from their values, not from observation).
+pub fn constant_members<'a>(graph: &'a Graph, layout: &'a Layout) -> impl Iterator<Item = &'a str> + 'a {
+    layout.classes.iter().flat_map(|c| &c.members).map(String::as_str).filter(move |m| {
+        graph.tensor(m).is_some_and(|t| matches!(t.source, Source::Initializer(_) | Source::ConstantNode(_)))
+    })
+}
