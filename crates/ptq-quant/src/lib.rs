@@ -1,10 +1,12 @@
 //! Quantization domain: what a user asks for ([`QuantSpec`]), what ptq decides per tensor
-//! ([`Encoding`]), the QNN math between them (spec §3.2), and the op rules that say which
-//! tensors get an encoding ([`rules`], spec §5).
+//! ([`Encoding`], collected in [`Encodings`]), the QNN math between them (spec §3.2), and the op
+//! rules that say which tensors get an encoding ([`rules`], spec §5).
 
 mod encoding;
+mod encodings;
 pub mod rules;
 mod spec;
 
 pub use encoding::{Encoding, MIN_RANGE, Origin};
+pub use encodings::{Encodings, Kind, TensorEncoding};
 pub use spec::{QuantSpec, Schema};
