@@ -2,10 +2,17 @@
 //! ([`Encoding`], collected in [`Encodings`]), the QNN math between them (spec §3.2), and the op
 //! rules that say which tensors get an encoding ([`rules`], spec §5).
 
+mod assign;
 mod encoding;
 mod encodings;
+mod error;
+mod observer;
 pub mod rules;
 mod spec;
+
+pub use assign::{Assignment, Config, GROUP_WIDTH_RATIO, assign};
+pub use error::Error;
+pub use observer::MinMax;
 
 pub use encoding::{Encoding, MIN_RANGE, Origin};
 pub use encodings::{Encodings, Kind, TensorEncoding};

@@ -17,8 +17,9 @@ pub enum Role {
     /// A constant weight of a Conv/ConvTranspose/Gemm/MatMul, with the axis of its output
     /// channels (per-channel / per-row when asked for).
     Weight { channel_axis: usize, per_channel: bool },
-    /// A bias, derived from the scales of the layer's input and weight.
-    Bias { input: String, weight: String },
+    /// A bias, derived from the scales of the layer's input and weight; `row_layer` for
+    /// Gemm/MatMul, whose per-row weights give per-row biases only when asked for.
+    Bias { input: String, weight: String, row_layer: bool },
 }
 
 /// A set of tensors sharing one activation encoding.
@@ -168,7 +169,11 @@ pub fn layout(graph: &Graph, opts: RuleOptions) -> Layout {
                     b.roles.insert(input.clone(), Role::Weight { channel_axis: axis, per_channel });
                 }
                 Some((w, Some(bias), _, _)) if slot == bias && is_constant(graph, input) => {
-                    let role = Role::Bias { input: node.inputs[0].clone(), weight: node.inputs[w].clone() };
+                    let role = Role::Bias {
+                        input: node.inputs[0].clone(),
+                        weight: node.inputs[w].clone(),
+                        row_layer: node.op_type == "Gemm",
+                    };
                     b.roles.insert(input.clone(), role);
                 }
                 // Other constants read by quantized ops are quantized like activations (spec §5.1).

@@ -23,7 +23,10 @@ fn digits_roles() {
     assert_eq!(role("conv1.weight"), Some(Role::Weight { channel_axis: 0, per_channel: true }));
     assert_eq!(role("fc1.weight"), Some(Role::Weight { channel_axis: 0, per_channel: false }));
     assert_eq!(role("fc2.weight"), Some(Role::Weight { channel_axis: 1, per_channel: false }));
-    assert_eq!(role("conv1.bias"), Some(Role::Bias { input: "input".into(), weight: "conv1.weight".into() }));
+    assert_eq!(
+        role("conv1.bias"),
+        Some(Role::Bias { input: "input".into(), weight: "conv1.weight".into(), row_layer: false })
+    );
     // BatchNormalization statistics are not data; the Conv before a lone Relu needs no encoding.
     assert_eq!(role("bn1.running_mean"), None);
     assert_eq!(role("dwconv_out"), None);

@@ -1,0 +1,244 @@
+//! From a [`Layout`] and calibration ranges to one [`Encoding`] per tensor.
+
+use std::collections::BTreeMap;
+
+use ptq_ir::{DataType, Graph};
+
+use crate::rules::{Layout, Role};
+use crate::{Encoding, Encodings, Error, Kind, MinMax, Origin, QuantSpec, Schema, TensorEncoding};
+
+/// Concat-like groups whose widths differ by more than this keep separate encodings (Decision 10).
+pub const GROUP_WIDTH_RATIO: f64 = 8.0;
+
+/// The choices that shape every encoding.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    pub act: QuantSpec,
+    pub weight: QuantSpec,
+    /// 32: `scale = input scale × weight scale`; 8: the bias's own range (spec §3.2).
+    pub bias_bitwidth: u8,
+    /// Per-row Gemm/MatMul weights give per-row biases (`--enable_per_row_quantized_bias`).
+    pub per_row_bias: bool,
+}
+
+/// The encodings and what the summary should say about them.
+#[derive(Debug, Clone, Default)]
+pub struct Assignment {
+    pub encodings: Encodings,
+    /// Groups left unmerged (node, width ratio between its widest and narrowest range).
+    pub split_groups: Vec<(String, f64)>,
+}
+
+/// Computes every encoding. `observed` holds the calibrated range of every float tensor the
+/// engine saw; activation-class members missing from it are not float and carry no encoding.
+pub fn assign(
+    graph: &Graph,
+    layout: &Layout,
+    observed: &BTreeMap<String, MinMax>,
+    config: &Config,
+) -> Result<Assignment, Error> {
+    let mut out = Assignment::default();
+    let ranges = class_ranges(graph, layout, observed)?;
+    let merged = merge_groups(layout, &ranges, &mut out.split_groups);
+
+    for (class, members) in layout.classes.iter().enumerate().map(|(i, c)| (i, &c.members)) {
+        let root = merged.find(class);
+        let Some(range) = merged.range(root, &ranges) else { continue };
+        let encoding =
+            Encoding::from_range(f64::from(range.min), f64::from(range.max), &config.act, Origin::Calibrated);
+        for (k, m) in members.iter().enumerate() {
+            if !has_data(graph, observed, m) {
+                continue;
+            }
+            let origin = if k == 0 { Origin::Calibrated } else { Origin::Propagated };
+            let kind = if is_constant(graph, m) { Kind::Param } else { Kind::Activation };
+            out.encodings.tensors.insert(
+                m.clone(),
+                TensorEncoding { kind, encoding: Encoding { origin, ..encoding.clone() } },
+            );
+        }
+    }
+
+    for (name, role) in &layout.roles {
+        if let Role::Weight { channel_axis, per_channel } = role {
+            let encoding = weight_encoding(graph, name, *channel_axis, *per_channel, &config.weight)?;
+            out.encodings.tensors.insert(name.clone(), TensorEncoding { kind: Kind::Param, encoding });
+        }
+    }
+    for (name, role) in &layout.roles {
+        if let Role::Bias { input, weight, row_layer } = role {
+            let encoding = bias_encoding(graph, name, (input, weight, *row_layer), &out.encodings, config)?;
+            out.encodings.tensors.insert(name.clone(), TensorEncoding { kind: Kind::Param, encoding });
+        }
+    }
+    Ok(out)
+}
+
+fn is_constant(graph: &Graph, name: &str) -> bool {
+    graph.tensor(name).is_some_and(|t| t.is_constant())
+}
+
+fn has_data(graph: &Graph, observed: &BTreeMap<String, MinMax>, name: &str) -> bool {
+    observed.get(name).is_some_and(|m| !m.is_empty()) || is_float_constant(graph, name)
+}
+
+fn is_float_constant(graph: &Graph, name: &str) -> bool {
+    graph.tensor(name).is_some_and(|t| t.is_constant() && t.dtype == Some(DataType::Float))
+}
+
+fn constant_values(graph: &Graph, name: &str) -> Result<(Vec<f32>, Vec<usize>), Error> {
+    let t = graph.constant(name).map_err(|source| Error::Constant { tensor: name.to_owned(), source })?;
+    let values = t.to_f32().ok_or_else(|| Error::NotNumeric { tensor: name.to_owned(), dtype: t.dtype })?;
+    Ok((values, t.shape))
+}
+
+/// Each class's range: the union of its members' (observed data, constant values, or the range
+/// the op fixes).
+fn class_ranges(
+    graph: &Graph,
+    layout: &Layout,
+    observed: &BTreeMap<String, MinMax>,
+) -> Result<Vec<Option<MinMax>>, Error> {
+    layout
+        .classes
+        .iter()
+        .map(|class| {
+            if let Some((lo, hi)) = class.fixed_range {
+                return Ok(Some(MinMax { min: lo as f32, max: hi as f32 }));
+            }
+            let mut range = MinMax::default();
+            for m in &class.members {
+                if let Some(seen) = observed.get(m) {
+                    range.merge(seen);
+                } else if is_float_constant(graph, m) {
+                    range.merge(&MinMax::of(&constant_values(graph, m)?.0));
+                }
+            }
+            Ok((!range.is_empty()).then_some(range))
+        })
+        .collect()
+}
+
+/// Union-find over classes, joined by the groups whose ranges are close enough.
+struct Merged {
+    parent: Vec<usize>,
+}
+
+impl Merged {
+    fn find(&self, mut c: usize) -> usize {
+        while self.parent[c] != c {
+            c = self.parent[c];
+        }
+        c
+    }
+
+    fn range(&self, root: usize, ranges: &[Option<MinMax>]) -> Option<MinMax> {
+        let mut r = MinMax::default();
+        for (c, range) in ranges.iter().enumerate() {
+            if let (true, Some(range)) = (self.find(c) == root, range) {
+                r.merge(range);
+            }
+        }
+        (!r.is_empty()).then_some(r)
+    }
+}
+
+fn merge_groups(layout: &Layout, ranges: &[Option<MinMax>], split: &mut Vec<(String, f64)>) -> Merged {
+    let mut merged = Merged { parent: (0..layout.classes.len()).collect() };
+    for group in &layout.groups {
+        let roots: Vec<usize> = group.classes.iter().map(|&c| merged.find(c)).collect();
+        let widths: Vec<f64> = roots
+            .iter()
+            .filter_map(|&r| merged.range(r, ranges))
+            .map(|m| (f64::from(m.max.max(0.0)) - f64::from(m.min.min(0.0))).max(crate::MIN_RANGE))
+            .collect();
+        let (lo, hi) = widths.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &w| (lo.min(w), hi.max(w)));
+        if widths.len() > 1 && hi / lo > GROUP_WIDTH_RATIO {
+            split.push((group.node.clone(), hi / lo));
+            continue;
+        }
+        for &r in &roots[1..] {
+            let (a, b) = (merged.find(roots[0]), merged.find(r));
+            merged.parent[b] = a;
+        }
+    }
+    merged
+}
+
+/// Min/max of each slice along `axis` of a C-order tensor.
+fn channel_ranges(values: &[f32], shape: &[usize], axis: usize) -> Vec<(f64, f64)> {
+    let channels = shape[axis];
+    let inner: usize = shape[axis + 1..].iter().product();
+    let mut ranges = vec![MinMax::default(); channels];
+    for (i, chunk) in values.chunks(inner.max(1)).enumerate() {
+        ranges[i % channels].observe(chunk);
+    }
+    ranges
+        .iter()
+        .map(|m| if m.is_empty() { (0.0, 0.0) } else { (f64::from(m.min), f64::from(m.max)) })
+        .collect()
+}
+
+fn weight_encoding(
+    graph: &Graph,
+    name: &str,
+    axis: usize,
+    per_channel: bool,
+    spec: &QuantSpec,
+) -> Result<Encoding, Error> {
+    let (values, shape) = constant_values(graph, name)?;
+    if per_channel && axis < shape.len() {
+        // Per-channel weights are symmetric on every backend (spec §3.2 Granularities).
+        let spec = match spec.schema {
+            Schema::Asymmetric => QuantSpec { schema: Schema::Symmetric, ..*spec },
+            _ => *spec,
+        };
+        return Ok(Encoding::from_ranges(
+            &channel_ranges(&values, &shape, axis),
+            axis,
+            &spec,
+            Origin::Calibrated,
+        ));
+    }
+    let m = MinMax::of(&values);
+    let (lo, hi) = if m.is_empty() { (0.0, 0.0) } else { (f64::from(m.min), f64::from(m.max)) };
+    Ok(Encoding::from_range(lo, hi, spec, Origin::Calibrated))
+}
+
+fn bias_encoding(
+    graph: &Graph,
+    name: &str,
+    (input, weight, row_layer): (&str, &str, bool),
+    encodings: &Encodings,
+    config: &Config,
+) -> Result<Encoding, Error> {
+    let (values, _) = constant_values(graph, name)?;
+    let derived = match (config.bias_bitwidth, encodings.get(input), encodings.get(weight)) {
+        (32, Some(x), Some(w)) if x.scales.len() == 1 => Some((x.scales[0], w)),
+        _ => None,
+    };
+    let Some((input_scale, w)) = derived else {
+        let m = MinMax::of(&values);
+        let (lo, hi) = if m.is_empty() { (0.0, 0.0) } else { (f64::from(m.min), f64::from(m.max)) };
+        let spec = QuantSpec { bitwidth: config.bias_bitwidth, schema: Schema::Symmetric, strict: false };
+        return Ok(Encoding::from_range(lo, hi, &spec, Origin::Calibrated));
+    };
+    // Integer kernels accumulate input × weight products in int32 at scale s_in·s_w (spec §3.2).
+    let per_channel =
+        w.is_per_channel() && w.scales.len() == values.len() && (!row_layer || config.per_row_bias);
+    let scales: Vec<f32> = if per_channel {
+        w.scales.iter().map(|s| input_scale * s).collect()
+    } else {
+        vec![input_scale * w.scales.iter().copied().fold(0.0f32, f32::max)]
+    };
+    Ok(Encoding {
+        bitwidth: 32,
+        signed: true,
+        symmetric: true,
+        strict: false,
+        zero_points: vec![0; scales.len()],
+        axis: per_channel.then_some(0),
+        scales,
+        origin: Origin::Derived,
+    })
+}
