@@ -17,6 +17,8 @@ pub struct Patch {
     removed: BTreeSet<usize>,
     /// (node, input slot) → new tensor name.
     rewired: BTreeMap<(usize, usize), String>,
+    /// (node, output slot) → new tensor name.
+    renamed_outputs: BTreeMap<(usize, usize), String>,
     initializers: Vec<TensorProto>,
     removed_initializers: BTreeSet<String>,
     outputs: Vec<ValueInfoProto>,
@@ -33,6 +35,7 @@ impl Patch {
         self.inserted.is_empty()
             && self.removed.is_empty()
             && self.rewired.is_empty()
+            && self.renamed_outputs.is_empty()
             && self.initializers.is_empty()
             && self.removed_initializers.is_empty()
             && self.outputs.is_empty()
@@ -55,6 +58,12 @@ impl Patch {
     /// Makes input `slot` of node `index` read `tensor` instead.
     pub fn set_input(&mut self, index: usize, slot: usize, tensor: &str) -> &mut Self {
         self.rewired.insert((index, slot), tensor.to_owned());
+        self
+    }
+
+    /// Makes node `index` write output `slot` under the name `tensor`.
+    pub fn set_output(&mut self, index: usize, slot: usize, tensor: &str) -> &mut Self {
+        self.renamed_outputs.insert((index, slot), tensor.to_owned());
         self
     }
 
@@ -117,6 +126,15 @@ impl Patch {
             let input =
                 node.input.get_mut(slot).ok_or_else(|| bad(index, format!("has no input slot {slot}")))?;
             *input = name.clone();
+        }
+        for (&(index, slot), name) in &self.renamed_outputs {
+            let node = graph
+                .node
+                .get_mut(index)
+                .ok_or_else(|| bad(index, format!("the model has {count} nodes")))?;
+            let output =
+                node.output.get_mut(slot).ok_or_else(|| bad(index, format!("has no output slot {slot}")))?;
+            *output = name.clone();
         }
         let old = std::mem::take(&mut graph.node);
         graph.node.extend(self.inserted.get(&None).into_iter().flatten().cloned());

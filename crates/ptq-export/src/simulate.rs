@@ -1,0 +1,84 @@
+//! The model ptq's engine runs to simulate the quantized one (DESIGN.md "Engine").
+
+use std::collections::BTreeMap;
+
+use ptq_ir::{Graph, Patch};
+use ptq_onnx::proto::{AttributeProto, ModelProto, NodeProto, attribute_proto::AttributeType};
+use ptq_quant::{Encoding, Kind};
+
+use crate::qdq::{after_producer, remove_constant};
+use crate::values::{dequantized, float_constant, float_tensor, quantized, scale_and_zero_point};
+use crate::{Encodings, Error};
+
+/// The ONNX domain of ptq's FakeQuant operator (implemented by ptq-engine).
+pub const FAKE_QUANT_DOMAIN: &str = "ai.ptq";
+
+/// A simulation model and, for each tensor of the original graph, the name under which its
+/// simulated value can be observed.
+pub struct Simulation {
+    pub model: ModelProto,
+    pub observe_as: BTreeMap<String, String>,
+}
+
+impl Simulation {
+    /// The name to observe for original tensor `tensor`.
+    pub fn name_of<'a>(&'a self, tensor: &'a str) -> &'a str {
+        self.observe_as.get(tensor).map(String::as_str).unwrap_or(tensor)
+    }
+}
+
+fn int_attr(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(v),
+        ..Default::default()
+    }
+}
+
+/// `model` with FakeQuant after every quantized activation and every quantized constant replaced
+/// by the values a runtime dequantizes — numerically what the QDQ model computes.
+pub fn simulation_model(
+    model: &ModelProto,
+    graph: &Graph,
+    encodings: &Encodings,
+) -> Result<Simulation, Error> {
+    let mut patch = Patch::new();
+    let mut observe_as = BTreeMap::new();
+    for (name, t) in &encodings.tensors {
+        let e = &t.encoding;
+        if t.kind == Kind::Param || graph.tensor(name).is_some_and(|i| i.is_constant()) {
+            let (values, shape) = float_constant(graph, name)?;
+            let baked = dequantized(&quantized(&values, &shape, e), &shape, e);
+            remove_constant(graph, &mut patch, name);
+            patch.add_initializer(float_tensor(name, &shape, &baked));
+        } else {
+            let sim = fake_quant(graph, &mut patch, name, e);
+            observe_as.insert(name.clone(), sim);
+        }
+    }
+    patch.set_opset(FAKE_QUANT_DOMAIN, 1);
+    Ok(Simulation { model: patch.apply(model)?, observe_as })
+}
+
+fn fake_quant(graph: &Graph, patch: &mut Patch, name: &str, e: &Encoding) -> String {
+    let (scale, zp) = scale_and_zero_point(name, e, true);
+    let sim = format!("{name}_ptq_sim");
+    let (lo, hi) = e.storage_range();
+    let mut attribute = vec![int_attr("qmin", lo), int_attr("qmax", hi)];
+    if let Some(axis) = e.axis {
+        attribute.push(int_attr("axis", axis as i64));
+    }
+    let node = NodeProto {
+        name: Some(format!("{name}_ptq_fq")),
+        op_type: Some("FakeQuant".into()),
+        domain: Some(FAKE_QUANT_DOMAIN.into()),
+        input: vec![name.to_owned(), scale.name().to_owned(), zp.name().to_owned()],
+        output: vec![sim.clone()],
+        attribute,
+        ..Default::default()
+    };
+    patch.replace_uses(graph, name, &sim).add_initializer(scale).add_initializer(zp);
+    patch.insert_after(after_producer(graph, name), node);
+    sim
+}
