@@ -5,9 +5,13 @@
 //! constants are still returned. [`run_samples`] feeds an input list through any [`Engine`] in
 //! parallel, one runner per worker thread, handing each sample's tensors to the caller at once
 //! so no activation outlives its sample.
+//!
+//! [`fake_quant`] is ptq's own `ai.ptq` `FakeQuant` operator, which the tract engine always
+//! understands: simulated models use it instead of QuantizeLinear/DequantizeLinear.
 
 mod convert;
 mod error;
+pub mod fake_quant;
 mod parallel;
 mod tract;
 

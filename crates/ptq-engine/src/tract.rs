@@ -26,7 +26,7 @@ fn parse(model: &[u8], model_dir: &Path) -> Result<tract_onnx::model::ParseResul
     let load = |reason: String| Error::Load { reason };
     let proto = tract_onnx::pb::ModelProto::decode(model).map_err(|e| load(e.to_string()))?;
     let dir = model_dir.to_str().map(str::to_owned);
-    let parsed = tract_onnx::onnx().parse(&proto, dir.as_deref()).map_err(|e| load(chain(&e)))?;
+    let parsed = crate::fake_quant::onnx().parse(&proto, dir.as_deref()).map_err(|e| load(chain(&e)))?;
     if !parsed.unresolved_inputs.is_empty() {
         return Err(load(format!(
             "these tensors are read but never defined: {}",
