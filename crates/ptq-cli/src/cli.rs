@@ -26,6 +26,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Calibrate a float model and write a quantized QDQ model (like qairt-quantizer).
+    Quantize(QuantizeArgs),
     /// Run the float model on every sample of an input list (like qnn-net-run).
     Run(RunArgs),
     /// Describe a model: inputs, outputs, opsets, operators, constants, what ptq cannot run.
@@ -36,10 +38,6 @@ pub enum Command {
 #[derive(Debug, Args)]
 #[command(rename_all = "snake_case")]
 pub struct DataArgs {
-    /// Input list: one sample per line, `path` or `name:=path` per input; optional first lines
-    /// `#node …` / `%tensor …` choose the outputs.
-    #[arg(long, value_name = "FILE")]
-    pub input_list: PathBuf,
     /// Read .raw files in each input's own dtype (uint8, int64, …) instead of float32.
     #[arg(long)]
     pub use_native_input_files: bool,
@@ -61,6 +59,10 @@ pub struct RunArgs {
     /// The float ONNX model.
     #[arg(long, value_name = "FILE", visible_alias = "input_network")]
     pub input_model: PathBuf,
+    /// Input list: one sample per line, `path` or `name:=path` per input; optional first lines
+    /// `#node …` / `%tensor …` choose the outputs.
+    #[arg(long, value_name = "FILE")]
+    pub input_list: PathBuf,
     #[command(flatten)]
     pub data: DataArgs,
     /// Where `Result_N/<output>.raw` go (created if missing).
@@ -83,4 +85,82 @@ pub struct InspectArgs {
     /// Print JSON on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+fn bitwidth(allowed: &'static [u8]) -> impl Fn(&str) -> Result<u8, String> + Clone {
+    move |s: &str| {
+        let list = || allowed.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(", ");
+        match s.parse::<u8>() {
+            Ok(b) if allowed.contains(&b) => Ok(b),
+            _ => Err(format!("`{s}` is not one of {}", list())),
+        }
+    }
+}
+
+/// `--*_quantizer_schema` values (qairt's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SchemaArg {
+    Asymmetric,
+    Symmetric,
+    Unsignedsymmetric,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EncodingVersion {
+    #[value(name = "1.0.0")]
+    V1_0_0,
+    #[value(name = "0.6.1")]
+    V0_6_1,
+}
+
+#[derive(Debug, Args)]
+#[command(rename_all = "snake_case")]
+pub struct QuantizeArgs {
+    /// The float ONNX model.
+    #[arg(long, value_name = "FILE", visible_alias = "input_dlc")]
+    pub input_model: PathBuf,
+    /// Where to write the QDQ model [default: <input stem>_quantized.onnx beside the input].
+    #[arg(long, value_name = "FILE", visible_alias = "output_dlc")]
+    pub output_model: Option<PathBuf>,
+    /// Calibration samples, one per line (qnn-net-run syntax).
+    #[arg(long, value_name = "FILE")]
+    pub input_list: Option<PathBuf>,
+    /// Fill the gaps from encodings already in the model instead of calibrating (needs
+    /// quantization overrides or QAT encodings; not together with --input_list).
+    #[arg(long)]
+    pub enable_float_fallback: bool,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Activation bitwidth (8 or 16).
+    #[arg(long, value_name = "BITS", default_value = "8", value_parser = bitwidth(&[8, 16]))]
+    pub act_bitwidth: u8,
+    /// Weight bitwidth (2, 4, 8 or 16). 2-bit weights are stored as int8 holding 2-bit values.
+    #[arg(long, value_name = "BITS", default_value = "8", value_parser = bitwidth(&[2, 4, 8, 16]))]
+    pub weights_bitwidth: u8,
+    /// Bias bitwidth (8 or 32). ptq defaults to 32 (scale = input scale × weight scale): every
+    /// int8 runtime accumulates in int32, so it costs nothing; qairt's own default is 8.
+    #[arg(long, value_name = "BITS", default_value = "32", value_parser = bitwidth(&[8, 32]))]
+    pub bias_bitwidth: u8,
+    /// Activation schema.
+    #[arg(long, value_name = "SCHEMA", value_enum, default_value = "asymmetric")]
+    pub act_quantizer_schema: SchemaArg,
+    /// Weight schema. ptq defaults to symmetric (int8, zero point 0), what QNN's HTP backend and
+    /// onnxruntime expect; qairt's legacy default is asymmetric: pass `asymmetric` to get it.
+    #[arg(long, value_name = "SCHEMA", value_enum, default_value = "symmetric")]
+    pub param_quantizer_schema: SchemaArg,
+    /// One weight encoding per output channel for Conv and ConvTranspose.
+    #[arg(long)]
+    pub use_per_channel_quantization: bool,
+    /// One weight encoding per output row for Gemm and MatMul with constant weights.
+    #[arg(long)]
+    pub use_per_row_quantization: bool,
+    /// Per-row biases for per-row Gemm weights (needs --use_per_row_quantization).
+    #[arg(long)]
+    pub enable_per_row_quantized_bias: bool,
+    /// Also write the encodings JSON as `<output stem>_encoding.json`.
+    #[arg(long)]
+    pub dump_encoding_json: bool,
+    /// Format of the encodings JSON.
+    #[arg(long, value_name = "VERSION", value_enum, default_value = "1.0.0")]
+    pub encoding_version: EncodingVersion,
 }

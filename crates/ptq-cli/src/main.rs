@@ -2,13 +2,16 @@
 //! parses flags, calls them, and turns errors into messages and exit codes (DESIGN.md Decision 13).
 
 mod cli;
+mod encodings_file;
 mod inspect;
 mod interrupt;
 mod model;
 mod names;
 mod output_dir;
 mod progress;
+mod quantize;
 mod run;
+mod summary;
 mod tensor_files;
 mod ui;
 
@@ -31,6 +34,7 @@ fn main() -> ExitCode {
     interrupt::install();
     let ui = Ui { verbose: cli.verbose, quiet: cli.quiet };
     let result = match &cli.command {
+        Command::Quantize(args) => quantize::quantize(args, &ui),
         Command::Run(args) => run::run(args, &ui),
         Command::Inspect(args) => inspect::inspect(args),
     };
@@ -40,7 +44,19 @@ fn main() -> ExitCode {
             interrupt::wait_if_interrupted();
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
             eprintln!("error: {}", chain.join(": "));
-            ExitCode::from(1)
+            ExitCode::from(if e.downcast_ref::<UsageError>().is_some() { 2 } else { 1 })
         }
     }
 }
+
+/// A combination of flags that cannot work together: exit code 2, like clap's own usage errors.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}

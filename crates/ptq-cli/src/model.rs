@@ -19,9 +19,13 @@ pub struct Model {
 
 impl Model {
     pub fn load(path: &Path) -> Result<Model> {
-        let loaded = ptq_onnx::load(path)?;
-        let graph =
-            Graph::new(&loaded.model, loaded.dir()).with_context(|| format!("reading {}", path.display()))?;
+        Model::new(ptq_onnx::load(path)?)
+    }
+
+    /// A model in memory (e.g. converted to another opset); `loaded.path` still names its file.
+    pub fn new(loaded: Loaded) -> Result<Model> {
+        let graph = Graph::new(&loaded.model, loaded.dir())
+            .with_context(|| format!("reading {}", loaded.path.display()))?;
         let bytes = ptq_onnx::encode(&loaded.model);
         Ok(Model { loaded, bytes, graph })
     }
@@ -54,7 +58,7 @@ impl Model {
     }
 
     /// Parses the input list and binds it to this model's inputs.
-    pub fn samples(&self, args: &DataArgs) -> Result<Samples> {
+    pub fn samples(&self, list: &Path, args: &DataArgs) -> Result<Samples> {
         let mut dims = BTreeMap::new();
         for arg in &args.input_dimensions {
             let (name, d) = parse_input_dimensions(arg)?;
@@ -69,7 +73,7 @@ impl Model {
             allow_nonfinite: args.allow_nonfinite,
             dims,
         };
-        let list = InputList::parse(&args.input_list)?;
+        let list = InputList::parse(list)?;
         Ok(Samples::new(list, &specs, opts)?)
     }
 }

@@ -19,7 +19,7 @@ use crate::ui::Ui;
 pub fn run(args: &RunArgs, ui: &Ui) -> Result<()> {
     let start = Instant::now();
     let model = Model::load(&args.input_model)?;
-    let samples = model.samples(&args.data)?;
+    let samples = model.samples(&args.input_list, &args.data)?;
     for b in samples.inputs() {
         ui.detail(&format!("input {} {} {:?}", b.name, b.dtype, b.shape));
     }

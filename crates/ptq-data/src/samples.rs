@@ -96,6 +96,20 @@ impl Samples {
         self.list.lines.len()
     }
 
+    /// The first `n` samples (all of them when there are fewer), e.g. for a quick measurement.
+    pub fn first(&self, n: usize) -> Samples {
+        let n = n.min(self.len()).max(1);
+        let mut list = self.list.clone();
+        list.lines.truncate(n);
+        Samples {
+            list,
+            inputs: self.inputs.clone(),
+            native: self.native.clone(),
+            allow_nonfinite: self.allow_nonfinite,
+            slots: self.slots[..n].to_vec(),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.list.lines.is_empty()
     }

@@ -7,10 +7,10 @@ use ptq_quant::{Encoding, Kind};
 use crate::values::{float_constant, int_tensor, quantized, scale_and_zero_point};
 use crate::{Encodings, Error};
 
-/// The opset the QDQ model needs: 13 for per-axis DequantizeLinear, 21 for 16-bit and 4-bit
-/// integers (Decision 3); never lower than the model's own.
-pub fn required_opset(encodings: &Encodings, model_opset: i64) -> i64 {
-    let wide = encodings.tensors.values().any(|t| matches!(t.encoding.bitwidth, 4 | 16));
+/// The opset a QDQ model with these bitwidths needs: 13 for per-axis DequantizeLinear, 21 for
+/// 16-bit and 4-bit integers (Decision 3); never lower than the model's own.
+pub fn required_opset(bitwidths: impl IntoIterator<Item = u8>, model_opset: i64) -> i64 {
+    let wide = bitwidths.into_iter().any(|b| matches!(b, 4 | 16));
     model_opset.max(if wide { 21 } else { 13 })
 }
 
@@ -56,6 +56,11 @@ pub(crate) fn remove_constant(graph: &Graph, patch: &mut Patch, tensor: &str) {
 /// `model` with every encoding of `encodings` written as QDQ; `graph` is its view, and the
 /// model must already be at [`required_opset`].
 pub fn qdq_model(model: &ModelProto, graph: &Graph, encodings: &Encodings) -> Result<ModelProto, Error> {
+    let opset = graph.opsets.get("").or(graph.opsets.get("ai.onnx")).copied().unwrap_or(1);
+    let needed = required_opset(encodings.tensors.values().map(|t| t.encoding.bitwidth), opset);
+    if needed > opset {
+        return Err(Error::Opset { have: opset, need: needed });
+    }
     let mut patch = Patch::new();
     for (name, t) in &encodings.tensors {
         let e = &t.encoding;

@@ -6,6 +6,7 @@ mod assign;
 mod encoding;
 mod encodings;
 mod error;
+pub mod json;
 mod observer;
 pub mod rules;
 mod spec;

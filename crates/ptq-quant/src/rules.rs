@@ -44,6 +44,8 @@ pub struct Layout {
     pub roles: BTreeMap<String, Role>,
     pub classes: Vec<Class>,
     pub groups: Vec<Group>,
+    /// Op outputs left without an encoding because the activation after them fuses with the op.
+    pub fused: Vec<String>,
 }
 
 /// What the rules need from the command line.
@@ -201,6 +203,7 @@ pub fn layout(graph: &Graph, opts: RuleOptions) -> Layout {
         let fixed = matches!(node.op_type.as_str(), "Softmax" | "Sigmoid").then_some((0.0, 1.0));
         for out in outputs {
             if fused_away(graph, node, out) {
+                b.fused.push(out.clone());
                 continue;
             }
             b.new_class(out, fixed);
@@ -215,7 +218,7 @@ pub fn layout(graph: &Graph, opts: RuleOptions) -> Layout {
             }
         }
     }
-    Layout { roles: b.roles, classes: b.classes, groups: b.groups }
+    Layout { roles: b.roles, classes: b.classes, groups: b.groups, fused: b.fused }
 }
 
 /// The output of a Conv-like op read only by the activation that fuses with it (spec §5.3).
@@ -237,6 +240,7 @@ struct Builder {
     roles: BTreeMap<String, Role>,
     classes: Vec<Class>,
     groups: Vec<Group>,
+    fused: Vec<String>,
 }
 
 impl Builder {

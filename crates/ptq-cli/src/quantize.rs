@@ -1,0 +1,228 @@
+//! `ptq quantize`: calibrate, choose encodings, simulate, write the QDQ model (and JSON).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use ptq_data::Samples;
+use ptq_engine::{Engine, TractEngine, run_samples};
+use ptq_export::{Simulation, qdq_model, required_opset, simulation_model};
+use ptq_ir::DataType;
+use ptq_quant::rules::{Layout, RuleOptions, layout};
+use ptq_quant::{Config, Encodings, MinMax, QuantSpec, Schema, assign};
+
+use crate::UsageError;
+use crate::cli::{QuantizeArgs, SchemaArg};
+use crate::model::Model;
+use crate::progress::Progress;
+use crate::summary::{OutputSqnr, Summary};
+use crate::ui::Ui;
+
+/// How many samples the closing SQNR is measured on (the first of the list).
+const SQNR_SAMPLES: usize = 16;
+
+fn schema(s: SchemaArg) -> Schema {
+    match s {
+        SchemaArg::Asymmetric => Schema::Asymmetric,
+        SchemaArg::Symmetric => Schema::Symmetric,
+        SchemaArg::Unsignedsymmetric => Schema::UnsignedSymmetric,
+    }
+}
+
+/// Flag combinations the spec (§1.1) forbids, as usage errors.
+fn check_flags(args: &QuantizeArgs) -> Result<PathBuf> {
+    match (&args.input_list, args.enable_float_fallback) {
+        (Some(_), true) => bail!(UsageError(
+            "--input_list and --enable_float_fallback cannot be provided at the same time: calibrate \
+             with an input list, or fall back to float from the encodings the model already carries"
+                .into()
+        )),
+        (None, false) => bail!(UsageError(
+            "give --input_list with calibration samples (or --enable_float_fallback to use only the \
+             encodings the model already carries)"
+                .into()
+        )),
+        (None, true) => bail!(
+            "--enable_float_fallback needs encodings from --quantization_overrides or QAT nodes, which \
+             this version of ptq does not read yet; calibrate with --input_list instead"
+        ),
+        (Some(list), false) => {
+            if args.enable_per_row_quantized_bias && !args.use_per_row_quantization {
+                bail!(UsageError(
+                    "--enable_per_row_quantized_bias needs --use_per_row_quantization (per-row biases \
+                     follow per-row weights)"
+                        .into()
+                ));
+            }
+            Ok(list.clone())
+        }
+    }
+}
+
+/// `<input stem>_quantized.onnx` beside the input, unless given; never the input itself.
+fn output_path(args: &QuantizeArgs) -> Result<PathBuf> {
+    let out = match &args.output_model {
+        Some(p) => p.clone(),
+        None => {
+            let stem =
+                args.input_model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            args.input_model.with_file_name(format!("{stem}_quantized.onnx"))
+        }
+    };
+    let same = match (out.canonicalize(), args.input_model.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => out == args.input_model,
+    };
+    if same {
+        bail!(UsageError(format!(
+            "--output_model {} is the input model; ptq never overwrites its input: choose another path",
+            out.display()
+        )));
+    }
+    Ok(out)
+}
+
+/// `<output stem>_encoding.json` beside the output model (qairt's naming).
+pub fn encodings_path(output: &Path) -> PathBuf {
+    let stem = output.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    output.with_file_name(format!("{stem}_encoding.json"))
+}
+
+pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
+    let start = Instant::now();
+    let list = check_flags(args)?;
+    let output = output_path(args)?;
+    let act = QuantSpec::new(args.act_bitwidth, schema(args.act_quantizer_schema));
+    let weight = QuantSpec::new(args.weights_bitwidth, schema(args.param_quantizer_schema));
+    let config = Config {
+        act,
+        weight,
+        bias_bitwidth: args.bias_bitwidth,
+        per_row_bias: args.enable_per_row_quantized_bias,
+    };
+
+    let model = load_at_opset(&args.input_model, &config)?;
+    let samples = model.samples(&list, &args.data)?;
+    let rules = RuleOptions {
+        per_channel: args.use_per_channel_quantization,
+        per_row: args.use_per_row_quantization,
+    };
+    let layout = layout(&model.graph, rules);
+    let ranges = calibrate(&model, &samples, &layout, ui)?;
+    let assignment = assign(&model.graph, &layout, &ranges, &config)?;
+    let encodings = &assignment.encodings;
+
+    let qdq = qdq_model(&model.loaded.model, &model.graph, encodings)?;
+    let sqnr = measure_sqnr(&model, &samples.first(SQNR_SAMPLES), encodings)?;
+
+    let json = args.dump_encoding_json.then(|| crate::encodings_file::render(encodings, args)).transpose()?;
+    crate::encodings_file::write_outputs(&qdq, model.dir(), &output, json.as_deref())?;
+
+    let summary = Summary::new(&model.graph, &layout, ranges.keys(), &assignment, sqnr, start.elapsed());
+    ui.info(&summary.render(&output, json.is_some().then(|| encodings_path(&output)).as_deref()));
+    Ok(())
+}
+
+/// The model, converted to the opset its QDQ form needs (DESIGN.md Decision 3).
+fn load_at_opset(path: &Path, config: &Config) -> Result<Model> {
+    let loaded = ptq_onnx::load(path)?;
+    let current = loaded
+        .model
+        .opset_import
+        .iter()
+        .find(|o| matches!(o.domain(), "" | "ai.onnx"))
+        .map_or(1, |o| o.version());
+    let target = required_opset([config.act.bitwidth, config.weight.bitwidth], current);
+    if target > current {
+        bail!("converting {} from opset {current} to {target} is not wired yet", path.display());
+    }
+    Model::new(loaded)
+}
+
+/// Runs every sample and returns the range of every float tensor the layout calibrates.
+fn calibrate(model: &Model, samples: &Samples, layout: &Layout, ui: &Ui) -> Result<BTreeMap<String, MinMax>> {
+    let observed: Vec<String> = layout
+        .classes
+        .iter()
+        .flat_map(|c| &c.members)
+        .filter(|m| model.graph.tensor(m).is_some_and(|t| !t.is_constant()))
+        .cloned()
+        .collect();
+    let engine = TractEngine::new(&model.bytes, model.dir(), samples.inputs(), &observed)?;
+    let ranges = Mutex::new(vec![None::<MinMax>; observed.len()]);
+    let progress = Progress::new(ui, "calibrating", samples.len());
+    run_samples(&engine, samples, |_, sample, tensors| -> Result<()> {
+        for (file, count) in &sample.nonfinite {
+            ui.warn(&format!(
+                "{} holds {count} NaN/Inf values (continuing: --allow_nonfinite)",
+                file.display()
+            ));
+        }
+        // Reduce this sample at once; only float tensors get encodings (spec §5.1).
+        let seen: Vec<Option<MinMax>> = tensors
+            .iter()
+            .map(|t| (t.dtype == DataType::Float).then(|| MinMax::of(&t.to_f32().unwrap_or_default())))
+            .collect();
+        let mut ranges = ranges.lock().expect("no worker panics while holding the lock");
+        for (acc, s) in ranges.iter_mut().zip(seen) {
+            if let Some(s) = s {
+                acc.get_or_insert_with(MinMax::default).merge(&s);
+            }
+        }
+        progress.inc();
+        Ok(())
+    })?;
+    progress.finish();
+    let ranges = ranges.into_inner().expect("workers are done");
+    Ok(engine.observed().iter().cloned().zip(ranges).filter_map(|(n, r)| r.map(|r| (n, r))).collect())
+}
+
+/// SQNR of each graph output of the simulated model against the float model (models/README.md).
+fn measure_sqnr(model: &Model, samples: &Samples, encodings: &Encodings) -> Result<Vec<OutputSqnr>> {
+    let outputs = model.graph.outputs.clone();
+    let float = TractEngine::new(&model.bytes, model.dir(), samples.inputs(), &outputs)?;
+    let Simulation { model: sim_model, observe_as } =
+        simulation_model(&model.loaded.model, &model.graph, encodings)?;
+    let sim_names: Vec<String> =
+        outputs.iter().map(|o| observe_as.get(o).cloned().unwrap_or_else(|| o.clone())).collect();
+    let sim = TractEngine::new(&ptq_onnx::encode(&sim_model), model.dir(), samples.inputs(), &sim_names)
+        .context("preparing the simulated model")?;
+    // (Σx², Σ(x−x̂)²) per output, summed in sample order for determinism.
+    let per_sample = Mutex::new(vec![Vec::new(); samples.len()]);
+    run_samples(&float, samples, |i, sample, reference| -> Result<()> {
+        let mut runner = sim.runner()?;
+        let simulated = runner.run(&sample.tensors)?;
+        let sums: Vec<Option<(f64, f64)>> = reference
+            .iter()
+            .zip(&simulated)
+            .map(|(x, y)| {
+                let (x, y) = (x.to_f32()?, y.to_f32()?);
+                Some(x.iter().zip(&y).fold((0.0, 0.0), |(s, n), (&a, &b)| {
+                    (s + f64::from(a) * f64::from(a), n + (f64::from(a) - f64::from(b)).powi(2))
+                }))
+            })
+            .collect();
+        per_sample.lock().expect("no worker panics while holding the lock")[i] = sums;
+        Ok(())
+    })?;
+    let per_sample = per_sample.into_inner().expect("workers are done");
+    Ok(outputs
+        .iter()
+        .enumerate()
+        .map(|(k, name)| {
+            let (signal, noise) = per_sample
+                .iter()
+                .filter_map(|s| s.get(k).copied().flatten())
+                .fold((0.0, 0.0), |(a, b), (s, n)| (a + s, b + n));
+            let db = if noise == 0.0 { f64::INFINITY } else { 10.0 * (signal / noise).log10() };
+            OutputSqnr {
+                name: name.clone(),
+                db,
+                samples: samples.len(),
+                quantized: encodings.get(name).is_some(),
+            }
+        })
+        .collect())
+}

@@ -1,0 +1,107 @@
+//! The closing summary of `ptq quantize` (issue 3: bitwidths, what stayed float and why, SQNR, time).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use ptq_ir::{DataType, Graph};
+use ptq_quant::rules::{Layout, Role};
+use ptq_quant::{Assignment, Kind};
+
+pub struct OutputSqnr {
+    pub name: String,
+    pub db: f64,
+    pub samples: usize,
+    pub quantized: bool,
+}
+
+pub struct Summary {
+    /// (bitwidth, kind) → count.
+    by_bitwidth: BTreeMap<(u8, &'static str), usize>,
+    by_origin: BTreeMap<&'static str, usize>,
+    /// reason → count, for float tensors left without an encoding.
+    left_float: BTreeMap<&'static str, usize>,
+    split_groups: Vec<(String, f64)>,
+    sqnr: Vec<OutputSqnr>,
+    elapsed: Duration,
+}
+
+impl Summary {
+    pub fn new<'a>(
+        graph: &Graph,
+        layout: &Layout,
+        observed_float: impl Iterator<Item = &'a String>,
+        a: &Assignment,
+        sqnr: Vec<OutputSqnr>,
+        elapsed: Duration,
+    ) -> Summary {
+        let mut by_bitwidth = BTreeMap::new();
+        let mut by_origin = BTreeMap::new();
+        for (name, t) in &a.encodings.tensors {
+            let kind = match (t.kind, layout.roles.get(name)) {
+                (_, Some(Role::Weight { .. })) => "weights",
+                (_, Some(Role::Bias { .. })) => "biases",
+                (Kind::Param, _) => "other constants",
+                (Kind::Activation, _) => "activations",
+            };
+            *by_bitwidth.entry((t.encoding.bitwidth, kind)).or_insert(0) += 1;
+            *by_origin.entry(t.encoding.origin.name()).or_insert(0) += 1;
+        }
+        let mut left_float = BTreeMap::new();
+        let mut count = |why: &'static str, n: usize| {
+            if n > 0 {
+                *left_float.entry(why).or_insert(0) += n;
+            }
+        };
+        count("outputs fused into the activation that follows (Conv→Relu, Add→Relu, …)", layout.fused.len());
+        let float_constants = graph
+            .tensors()
+            .filter(|t| {
+                t.is_constant() && t.dtype == Some(DataType::Float) && a.encodings.get(&t.name).is_none()
+            })
+            .count();
+        count("constants that are not data (shapes, bounds, exponents, norm statistics)", float_constants);
+        let unseen = observed_float.filter(|t| a.encodings.get(t).is_none()).count();
+        count("tensors without calibration data", unseen);
+        Summary { by_bitwidth, by_origin, left_float, split_groups: a.split_groups.clone(), sqnr, elapsed }
+    }
+
+    pub fn render(&self, model: &Path, json: Option<&Path>) -> String {
+        let mut lines = Vec::new();
+        let written = match json {
+            Some(j) => format!("{} and {}", model.display(), j.display()),
+            None => model.display().to_string(),
+        };
+        lines.push(format!("ptq quantize: wrote {written} in {:.2} s", self.elapsed.as_secs_f64()));
+        let total: usize = self.by_bitwidth.values().sum();
+        let parts: Vec<String> =
+            self.by_bitwidth.iter().map(|((bits, kind), n)| format!("{n} {kind} at {bits} bit")).collect();
+        lines.push(format!("  quantized  {total} tensors: {}", parts.join(", ")));
+        let origins: Vec<String> = self.by_origin.iter().map(|(o, n)| format!("{o} {n}")).collect();
+        lines.push(format!("  origin     {}", origins.join(", ")));
+        if self.left_float.is_empty() {
+            lines.push("  float      none".into());
+        } else {
+            let n: usize = self.left_float.values().sum();
+            let parts: Vec<String> = self.left_float.iter().map(|(why, n)| format!("{n} {why}")).collect();
+            lines.push(format!("  float      {n} tensors left float: {}", parts.join("; ")));
+        }
+        for (node, ratio) in &self.split_groups {
+            lines.push(format!(
+                "  groups     `{node}`: input ranges differ {ratio:.1}× in width (> {}×), each keeps its own encoding",
+                ptq_quant::GROUP_WIDTH_RATIO
+            ));
+        }
+        for s in &self.sqnr {
+            let note = if s.quantized { "" } else { " (float output)" };
+            lines.push(format!(
+                "  SQNR       {}: {:.2} dB vs float on the first {} sample{}{note}",
+                s.name,
+                s.db,
+                s.samples,
+                if s.samples == 1 { "" } else { "s" }
+            ));
+        }
+        lines.join("\n")
+    }
+}
