@@ -13,6 +13,11 @@ pub enum Error {
     #[error("the model has no tensor named `{0}`")]
     NoSuchTensor(String),
 
+    /// The default ONNX domain cannot be converted to the requested opset; `detail` names every
+    /// node in the way and why.
+    #[error("cannot convert the model from opset {from} to {to}: {detail}")]
+    Opset { from: i64, to: i64, detail: String },
+
     #[error(transparent)]
     Onnx(#[from] ptq_onnx::Error),
 }

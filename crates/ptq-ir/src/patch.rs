@@ -15,6 +15,8 @@ pub struct Patch {
     /// New nodes to place after the node with this file index (`None`: before every node).
     inserted: BTreeMap<Option<usize>, Vec<NodeProto>>,
     removed: BTreeSet<usize>,
+    /// Node file index → the node that takes its place (same position).
+    replaced: BTreeMap<usize, NodeProto>,
     /// (node, input slot) → new tensor name.
     rewired: BTreeMap<(usize, usize), String>,
     /// (node, output slot) → new tensor name.
@@ -34,6 +36,7 @@ impl Patch {
     pub fn is_empty(&self) -> bool {
         self.inserted.is_empty()
             && self.removed.is_empty()
+            && self.replaced.is_empty()
             && self.rewired.is_empty()
             && self.renamed_outputs.is_empty()
             && self.initializers.is_empty()
@@ -52,6 +55,13 @@ impl Patch {
 
     pub fn remove_node(&mut self, index: usize) -> &mut Self {
         self.removed.insert(index);
+        self
+    }
+
+    /// Puts `node` in the place of the node at file index `index` (its inputs, outputs, attributes,
+    /// name and op all come from `node`). Rewiring recorded for the same index applies to `node`.
+    pub fn replace_node(&mut self, index: usize, node: NodeProto) -> &mut Self {
+        self.replaced.insert(index, node);
         self
     }
 
@@ -115,8 +125,20 @@ impl Patch {
             op: String::new(),
             reason,
         };
-        if let Some(&i) = self.removed.iter().chain(self.inserted.keys().flatten()).find(|&&i| i >= count) {
+        if let Some(&i) = self
+            .removed
+            .iter()
+            .chain(self.replaced.keys())
+            .chain(self.inserted.keys().flatten())
+            .find(|&&i| i >= count)
+        {
             return Err(bad(i, format!("the model has {count} nodes")));
+        }
+        if let Some(&i) = self.replaced.keys().find(|i| self.removed.contains(i)) {
+            return Err(bad(i, "is both removed and replaced".into()));
+        }
+        for (&index, node) in &self.replaced {
+            graph.node[index] = node.clone();
         }
         for (&(index, slot), name) in &self.rewired {
             let node = graph

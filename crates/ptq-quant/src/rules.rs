@@ -178,6 +178,18 @@ pub fn layout(graph: &Graph, opts: RuleOptions) -> Layout {
                     };
                     b.roles.insert(input.clone(), role);
                 }
+                _ if node.op_type == "Add"
+                    && is_constant(graph, input)
+                    && linear_bias(graph, node).is_some() =>
+                {
+                    let (matmul, _) = linear_bias(graph, node).expect("checked");
+                    let role = Role::Bias {
+                        input: matmul.inputs[0].clone(),
+                        weight: matmul.inputs[1].clone(),
+                        row_layer: true,
+                    };
+                    b.roles.insert(input.clone(), role);
+                }
                 // Other constants read by quantized ops are quantized like activations (spec §5.1).
                 _ if is_constant(graph, input) => {
                     b.new_class(input, None);
@@ -221,10 +233,30 @@ pub fn layout(graph: &Graph, opts: RuleOptions) -> Layout {
     Layout { roles: b.roles, classes: b.classes, groups: b.groups, fused: b.fused }
 }
 
-/// The output of a Conv-like op read only by the activation that fuses with it (spec §5.3).
+/// For an Add of a constant vector to a MatMul with constant weights (a fully connected layer
+/// as exporters write it; QNN converts it to FullyConnected): the MatMul and the bias.
+fn linear_bias<'a>(graph: &'a Graph, add: &Node) -> Option<(&'a Node, String)> {
+    let [a, b] = &add.inputs[..] else { return None };
+    let (product, bias) = if is_constant(graph, b) { (a, b) } else { (b, a) };
+    let matmul = graph.producer(product).filter(|m| m.op_type == "MatMul")?;
+    let weight = graph.tensor(matmul.inputs.get(1)?)?;
+    let columns = weight.shape.as_ref().filter(|s| s.len() == 2)?[1].fixed()?;
+    let bias_shape = graph.tensor(bias)?.shape.clone()?;
+    let bias_len: Option<usize> = bias_shape.iter().map(|d| d.fixed()).product();
+    let single_reader = graph.consumers(product).count() == 1 && !graph.outputs.iter().any(|o| o == product);
+    (weight.is_constant() && bias_len == Some(columns) && bias_shape.len() == 1 && single_reader)
+        .then(|| (matmul, bias.clone()))
+}
+
+/// The output of a Conv-like op read only by the activation that fuses with it (spec §5.3),
+/// or of a MatMul whose bias Add completes a fully connected layer.
 fn fused_away(graph: &Graph, node: &Node, out: &str) -> bool {
     if graph.outputs.iter().any(|o| o == out) {
         return false;
+    }
+    let bias_add = graph.consumers(out).next().filter(|add| add.op_type == "Add");
+    if node.op_type == "MatMul" && bias_add.is_some_and(|add| linear_bias(graph, add).is_some()) {
+        return true;
     }
     let mut readers = graph.consumers(out);
     match (readers.next(), readers.next()) {

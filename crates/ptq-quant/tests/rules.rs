@@ -35,7 +35,12 @@ fn digits_roles() {
     assert_eq!(class("pool_out"), class("relu3_out"));
     assert_eq!(class("flat_out"), class("relu3_out"));
     assert_ne!(class("relu2_out"), class("relu3_out"));
-    class("fc2.bias");
+    // MatMul + Add of a constant vector is a fully connected layer: the Add constant is its bias.
+    assert_eq!(
+        role("fc2.bias"),
+        Some(Role::Bias { input: "relu4_out".into(), weight: "fc2.weight".into(), row_layer: true })
+    );
+    assert_eq!(role("fc2_mm"), None);
     class("logits");
     class("input");
     assert!(l.groups.is_empty());
