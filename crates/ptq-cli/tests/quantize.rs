@@ -1,0 +1,180 @@
+//! `ptq quantize` end to end on the digits model: outputs, determinism, flags and bad input.
+
+mod common;
+
+use std::fs;
+use std::path::PathBuf;
+
+use assert_cmd::Command;
+use common::{Work, model, stderr, zoo_lines};
+use predicates::prelude::*;
+use predicates::str::contains;
+
+/// `ptq quantize` on digits_cnn with 16 calibration samples, writing `<tmp>/q.onnx`.
+fn quantize(work: &mut Work) -> (Command, PathBuf) {
+    let list = work.list("calib.txt", &zoo_lines("digits_cnn", "calib.txt", 16));
+    let mut cmd = work.ptq();
+    cmd.arg("quantize").arg("--input_model").arg(model("digits_cnn")).arg("--input_list").arg(&list);
+    cmd.arg("--output_model").arg(work.path("q.onnx"));
+    (cmd, list)
+}
+
+fn encodings(work: &Work) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(work.path("q_encoding.json")).unwrap()).unwrap()
+}
+
+fn entry<'a>(doc: &'a serde_json::Value, section: &str, name: &str) -> &'a serde_json::Value {
+    doc[section].as_array().unwrap().iter().find(|e| e["name"] == name).unwrap_or_else(|| panic!("{name}"))
+}
+
+#[test]
+fn writes_a_qdq_model_and_the_encodings_json() {
+    let mut work = Work::new();
+    let (mut cmd, _) = quantize(&mut work);
+    let out = cmd.arg("--dump_encoding_json").assert().success().get_output().clone();
+    let err = stderr(&out);
+    assert!(err.contains("SQNR") && err.contains("logits") && err.contains("dB"), "{err}");
+    let bytes = fs::read(work.path("q.onnx")).unwrap();
+    let qdq = ptq_onnx::decode(bytes.into(), &work.path("q.onnx")).unwrap();
+    let ops: Vec<&str> = qdq.graph.as_ref().unwrap().node.iter().map(|n| n.op_type()).collect();
+    assert!(ops.contains(&"QuantizeLinear") && ops.contains(&"DequantizeLinear"));
+    // The graph output keeps its name, written by the last DequantizeLinear (Decision 8).
+    let last =
+        qdq.graph.as_ref().unwrap().node.iter().find(|n| n.output.iter().any(|o| o == "logits")).unwrap();
+    assert_eq!(last.op_type(), "DequantizeLinear");
+
+    let doc = encodings(&work);
+    assert_eq!(doc["version"], "1.0.0");
+    let w = entry(&doc, "param_encodings", "conv1.weight");
+    assert_eq!(
+        (w["bw"].as_u64(), w["is_sym"].as_bool(), w["offset"][0].as_i64()),
+        (Some(8), Some(true), Some(-128))
+    );
+    let b = entry(&doc, "param_encodings", "conv1.bias");
+    assert_eq!((b["bw"].as_u64(), b["offset"][0].as_i64()), (Some(32), Some(0)));
+    // Bias scale = input scale × weight scale (f32 product).
+    let s_in = entry(&doc, "activation_encodings", "input")["scale"][0].as_f64().unwrap() as f32;
+    let s_w = w["scale"][0].as_f64().unwrap() as f32;
+    assert_eq!(b["scale"][0].as_f64().unwrap() as f32, s_in * s_w);
+    // MaxPool shares its input's encoding (spec §5.2).
+    let pool = entry(&doc, "activation_encodings", "pool_out");
+    assert_eq!(pool["scale"], entry(&doc, "activation_encodings", "relu3_out")["scale"]);
+}
+
+#[test]
+fn the_same_command_twice_gives_identical_files() {
+    let mut work = Work::new();
+    let (mut first, _) = quantize(&mut work);
+    first.arg("--dump_encoding_json").arg("--use_per_channel_quantization").assert().success();
+    let model_a = fs::read(work.path("q.onnx")).unwrap();
+    let json_a = fs::read(work.path("q_encoding.json")).unwrap();
+    let (mut second, _) = quantize(&mut work);
+    second.arg("--dump_encoding_json").arg("--use_per_channel_quantization").env("RAYON_NUM_THREADS", "1");
+    second.assert().success();
+    assert!(model_a == fs::read(work.path("q.onnx")).unwrap(), "model bytes differ");
+    assert!(json_a == fs::read(work.path("q_encoding.json")).unwrap(), "encodings differ");
+}
+
+#[test]
+fn per_channel_weights_and_the_legacy_json() {
+    let mut work = Work::new();
+    let (mut cmd, _) = quantize(&mut work);
+    cmd.args(["--use_per_channel_quantization", "--dump_encoding_json", "--encoding_version", "0.6.1"]);
+    cmd.assert().success();
+    let doc = encodings(&work);
+    assert_eq!(doc["version"], "0.6.1");
+    let w = doc["param_encodings"]["conv1.weight"].as_array().unwrap();
+    assert_eq!(w.len(), 16, "one encoding per output channel");
+    assert_eq!(w[0]["is_symmetric"], "True");
+    assert_eq!(doc["activation_encodings"]["input"][0]["is_symmetric"], "False");
+}
+
+#[test]
+fn default_output_name_is_beside_the_input() {
+    let mut work = Work::new();
+    let copy = work.write("m.onnx", fs::read(model("digits_cnn")).unwrap());
+    let list = work.list("calib.txt", &zoo_lines("digits_cnn", "calib.txt", 4));
+    work.ptq()
+        .arg("quantize")
+        .arg("--input_model")
+        .arg(&copy)
+        .arg("--input_list")
+        .arg(&list)
+        .assert()
+        .success();
+    assert!(work.path("m_quantized.onnx").exists());
+}
+
+#[test]
+fn input_list_and_float_fallback_together_is_a_usage_error() {
+    let mut work = Work::new();
+    let (mut cmd, _) = quantize(&mut work);
+    cmd.arg("--enable_float_fallback").assert().code(2).stderr(contains("--enable_float_fallback"));
+    assert!(!work.path("q.onnx").exists());
+}
+
+#[test]
+fn neither_input_list_nor_float_fallback_is_a_usage_error() {
+    let work = Work::new();
+    let mut cmd = work.ptq();
+    cmd.arg("quantize").arg("--input_model").arg(model("digits_cnn"));
+    cmd.assert().code(2).stderr(contains("--input_list"));
+}
+
+#[test]
+fn bitwidths_outside_the_allowed_sets_are_usage_errors() {
+    for (flag, value, allowed) in [
+        ("--act_bitwidth", "4", "8, 16"),
+        ("--weights_bitwidth", "3", "2, 4, 8, 16"),
+        ("--bias_bitwidth", "16", "8, 32"),
+    ] {
+        let mut work = Work::new();
+        let (mut cmd, _) = quantize(&mut work);
+        cmd.args([flag, value]).assert().code(2).stderr(contains(flag).and(contains(allowed)));
+    }
+}
+
+#[test]
+fn unknown_schema_is_a_usage_error() {
+    let mut work = Work::new();
+    let (mut cmd, _) = quantize(&mut work);
+    cmd.args(["--param_quantizer_schema", "tf"])
+        .assert()
+        .code(2)
+        .stderr(contains("--param_quantizer_schema"));
+}
+
+#[test]
+fn per_row_bias_without_per_row_weights_is_a_usage_error() {
+    let mut work = Work::new();
+    let (mut cmd, _) = quantize(&mut work);
+    cmd.arg("--enable_per_row_quantized_bias")
+        .assert()
+        .code(2)
+        .stderr(contains("--use_per_row_quantization"));
+}
+
+#[test]
+fn the_output_may_not_be_the_input() {
+    let mut work = Work::new();
+    let copy = work.write("m.onnx", fs::read(model("digits_cnn")).unwrap());
+    let before = fs::read(&copy).unwrap();
+    let list = work.list("calib.txt", &zoo_lines("digits_cnn", "calib.txt", 4));
+    let mut cmd = work.ptq();
+    cmd.arg("quantize").arg("--input_model").arg(&copy).arg("--input_list").arg(&list);
+    cmd.arg("--output_model").arg(work.path("./m.onnx"));
+    cmd.assert().code(2).stderr(contains("never overwrites its input"));
+    assert!(fs::read(&copy).unwrap() == before, "the input changed");
+}
+
+#[test]
+fn a_failed_run_writes_nothing() {
+    let mut work = Work::new();
+    let list = work.list("bad.txt", &["missing.raw"]);
+    let mut cmd = work.ptq();
+    cmd.arg("quantize").arg("--input_model").arg(model("digits_cnn")).arg("--input_list").arg(&list);
+    cmd.arg("--output_model").arg(work.path("q.onnx")).arg("--dump_encoding_json");
+    cmd.assert().code(1).stderr(contains("bad.txt:1"));
+    assert!(!work.path("q.onnx").exists() && !work.path("q_encoding.json").exists());
+    work.assert_nothing_written();
+}
