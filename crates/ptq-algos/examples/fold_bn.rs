@@ -1,0 +1,34 @@
+//! Folds the BatchNormalizations of an ONNX model: `fold_bn IN OUT`.
+//!
+//! Prints `folded N` and one line per BN left alone; tests/interop/check_fold.py runs it and
+//! compares the two models with onnxruntime.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    let [input, output] = args.as_slice() else {
+        eprintln!("usage: fold_bn IN.onnx OUT.onnx");
+        return ExitCode::from(2);
+    };
+    match run(input, output) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(input: &Path, output: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let loaded = ptq_onnx::load(input)?;
+    let graph = ptq_ir::Graph::new(&loaded.model, loaded.dir())?;
+    let folded = ptq_algos::fold_batch_norms(&loaded.model, &graph)?;
+    ptq_onnx::save(&folded.model, loaded.dir(), output)?;
+    println!("folded {}", folded.folded.len());
+    for s in &folded.skipped {
+        println!("skipped {}: {}", s.node, s.reason);
+    }
+    Ok(())
+}
