@@ -103,7 +103,8 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
         per_row_bias: args.enable_per_row_quantized_bias,
     };
 
-    let model = load_at_opset(&args.input_model, &config)?;
+    let original = Model::load(&args.input_model)?;
+    let (model, folded) = prepare(&original, &config)?;
     let samples = model.samples(&list, &args.data)?;
     let rules = RuleOptions {
         per_channel: args.use_per_channel_quantization,
@@ -115,30 +116,34 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
     let encodings = &assignment.encodings;
 
     let qdq = qdq_model(&model.loaded.model, &model.graph, encodings)?;
-    let sqnr = measure_sqnr(&model, &samples.first(SQNR_SAMPLES), encodings)?;
+    let sqnr = measure_sqnr(&original, &model, &samples.first(SQNR_SAMPLES), encodings)?;
 
     let json = args.dump_encoding_json.then(|| crate::encodings_file::render(encodings, args)).transpose()?;
     crate::encodings_file::write_outputs(&qdq, model.dir(), &output, json.as_deref())?;
 
-    let summary = Summary::new(&model.graph, &layout, ranges.keys(), &assignment, sqnr, start.elapsed());
+    let mut summary = Summary::new(&model.graph, &layout, ranges.keys(), &assignment, sqnr, start.elapsed());
+    summary.folded_batch_norms = folded;
     ui.info(&summary.render(&output, json.is_some().then(|| encodings_path(&output)).as_deref()));
     Ok(())
 }
 
-/// The model, converted to the opset its QDQ form needs (DESIGN.md Decision 3).
-fn load_at_opset(path: &Path, config: &Config) -> Result<Model> {
-    let loaded = ptq_onnx::load(path)?;
-    let current = loaded
-        .model
-        .opset_import
-        .iter()
-        .find(|o| matches!(o.domain(), "" | "ai.onnx"))
-        .map_or(1, |o| o.version());
+/// The float model ptq calibrates: converted to the opset its QDQ form needs (DESIGN.md
+/// Decision 3), with BatchNormalization folded into the layers before it (Decision 11).
+/// Returns it with the number of folded BatchNormalization nodes.
+fn prepare(original: &Model, config: &Config) -> Result<(Model, usize)> {
+    let mut loaded = original.loaded.clone();
+    let current =
+        original.graph.opsets.get("").or(original.graph.opsets.get("ai.onnx")).copied().unwrap_or(1);
     let target = required_opset([config.act.bitwidth, config.weight.bitwidth], current);
     if target > current {
-        bail!("converting {} from opset {current} to {target} is not wired yet", path.display());
+        loaded.model = ptq_ir::upgrade_opset(&loaded.model, loaded.dir(), target).with_context(|| {
+            format!("converting {} from opset {current} to {target}", loaded.path.display())
+        })?;
     }
-    Model::new(loaded)
+    let graph = ptq_ir::Graph::new(&loaded.model, loaded.dir())?;
+    let folded = ptq_algos::fold_batch_norms(&loaded.model, &graph)?;
+    loaded.model = folded.model;
+    Ok((Model::new(loaded)?, folded.folded.len()))
 }
 
 /// Runs every sample and returns the range of every float tensor the layout calibrates.
@@ -180,9 +185,14 @@ fn calibrate(model: &Model, samples: &Samples, layout: &Layout, ui: &Ui) -> Resu
 }
 
 /// SQNR of each graph output of the simulated model against the float model (models/README.md).
-fn measure_sqnr(model: &Model, samples: &Samples, encodings: &Encodings) -> Result<Vec<OutputSqnr>> {
+fn measure_sqnr(
+    original: &Model,
+    model: &Model,
+    samples: &Samples,
+    encodings: &Encodings,
+) -> Result<Vec<OutputSqnr>> {
     let outputs = model.graph.outputs.clone();
-    let float = TractEngine::new(&model.bytes, model.dir(), samples.inputs(), &outputs)?;
+    let float = TractEngine::new(&original.bytes, original.dir(), samples.inputs(), &outputs)?;
     let Simulation { model: sim_model, observe_as } =
         simulation_model(&model.loaded.model, &model.graph, encodings)?;
     let sim_names: Vec<String> =

@@ -18,7 +18,7 @@ use crate::ui::Ui;
 
 pub fn run(args: &RunArgs, ui: &Ui) -> Result<()> {
     let start = Instant::now();
-    let model = Model::load(&args.input_model)?;
+    let model = lowered(Model::load(&args.input_model)?, ui)?;
     let samples = model.samples(&args.input_list, &args.data)?;
     for b in samples.inputs() {
         ui.detail(&format!("input {} {} {:?}", b.name, b.dtype, b.shape));
@@ -79,6 +79,23 @@ pub fn run(args: &RunArgs, ui: &Ui) -> Result<()> {
         if rayon::current_num_threads() == 1 { "" } else { "s" },
     ));
     Ok(())
+}
+
+/// A QDQ model with its QuantizeLinear→DequantizeLinear pairs as ptq's FakeQuant and its
+/// dequantized integer constants as floats, so the run computes what onnxruntime computes
+/// (tract's own Q/DQ kernels round differently, DESIGN.md "Engine"); other models as they are.
+fn lowered(model: Model, ui: &Ui) -> Result<Model> {
+    if !ptq_export::has_qdq(&model.graph) {
+        return Ok(model);
+    }
+    let lowered = ptq_export::lower_qdq(&model.loaded.model, &model.graph)
+        .with_context(|| format!("simulating the QDQ model {}", model.loaded.path.display()))?;
+    ui.detail(&format!(
+        "QDQ model: {} QuantizeLinear→DequantizeLinear pair(s) run as FakeQuant, {} dequantized \
+         constant(s) as float values (onnxruntime's arithmetic)",
+        lowered.pairs, lowered.constants
+    ));
+    Model::new(ptq_onnx::Loaded { model: lowered.model, path: model.loaded.path.clone() })
 }
 
 /// The tensors to write: the list's `#node` / `%tensor` choices, else the graph outputs (and with

@@ -16,6 +16,7 @@ pub struct OutputSqnr {
 }
 
 pub struct Summary {
+    pub folded_batch_norms: usize,
     /// (bitwidth, kind) → count.
     by_bitwidth: BTreeMap<(u8, &'static str), usize>,
     by_origin: BTreeMap<&'static str, usize>,
@@ -63,7 +64,15 @@ impl Summary {
         count("constants that are not data (shapes, bounds, exponents, norm statistics)", float_constants);
         let unseen = observed_float.filter(|t| a.encodings.get(t).is_none()).count();
         count("tensors without calibration data", unseen);
-        Summary { by_bitwidth, by_origin, left_float, split_groups: a.split_groups.clone(), sqnr, elapsed }
+        Summary {
+            folded_batch_norms: 0,
+            by_bitwidth,
+            by_origin,
+            left_float,
+            split_groups: a.split_groups.clone(),
+            sqnr,
+            elapsed,
+        }
     }
 
     pub fn render(&self, model: &Path, json: Option<&Path>) -> String {
@@ -79,6 +88,12 @@ impl Summary {
         lines.push(format!("  quantized  {total} tensors: {}", parts.join(", ")));
         let origins: Vec<String> = self.by_origin.iter().map(|(o, n)| format!("{o} {n}")).collect();
         lines.push(format!("  origin     {}", origins.join(", ")));
+        if self.folded_batch_norms > 0 {
+            lines.push(format!(
+                "  folded     {} BatchNormalization into the layers before them",
+                self.folded_batch_norms
+            ));
+        }
         if self.left_float.is_empty() {
             lines.push("  float      none".into());
         } else {
