@@ -5,13 +5,18 @@
 //! behind DequantizeLinear, QuantizeLinear→DequantizeLinear on every quantized activation), and
 //! [`simulation_model`] gives the model ptq's engine runs to measure the result (ptq's own
 //! FakeQuant on activations, weights replaced by their dequantized values) — the same numbers.
+//! [`lower_qdq`] goes the other way for a QDQ model read from disk: it rewrites its
+//! QuantizeLinear→DequantizeLinear pairs into FakeQuant and its dequantized integer constants into
+//! float values, so ptq's engine computes what onnxruntime computes on it.
 
 mod error;
+mod lower;
 mod qdq;
 mod simulate;
 mod values;
 
 pub use error::Error;
+pub use lower::{Lowered, has_qdq, lower_qdq};
 pub use qdq::{qdq_model, required_opset};
 pub use simulate::{FAKE_QUANT_DOMAIN, Simulation, simulation_model};
 

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use ptq_ir::{DataType, Graph};
 
 use crate::rules::{Layout, Role};
-use crate::{Encoding, Encodings, Error, Kind, MinMax, Origin, QuantSpec, Schema, TensorEncoding};
+use crate::{
+    Encoding, Encodings, Error, Kind, MIN_RANGE, MinMax, Origin, QuantSpec, Schema, TensorEncoding,
+    param_min_width,
+};
 
 /// Concat-like groups whose widths differ by more than this keep separate encodings (Decision 10).
 pub const GROUP_WIDTH_RATIO: f64 = 8.0;
@@ -44,8 +47,10 @@ pub fn assign(
     for (class, members) in layout.classes.iter().enumerate().map(|(i, c)| (i, &c.members)) {
         let root = merged.find(class);
         let Some(range) = merged.range(root, &ranges) else { continue };
-        let encoding =
-            Encoding::from_range(f64::from(range.min), f64::from(range.max), &config.act, Origin::Calibrated);
+        let (lo, hi) = (f64::from(range.min), f64::from(range.max));
+        let all_constant = merged.members(root, layout).all(|m| is_constant(graph, m));
+        let min_width = if all_constant { param_min_width(hi.max(0.0) - lo.min(0.0)) } else { MIN_RANGE };
+        let encoding = Encoding::from_range_wider_than(lo, hi, min_width, &config.act, Origin::Calibrated);
         for (k, m) in members.iter().enumerate() {
             if !has_data(graph, observed, m) {
                 continue;
@@ -132,6 +137,16 @@ impl Merged {
         c
     }
 
+    /// Every tensor of the classes merged into `root`.
+    fn members<'a>(&'a self, root: usize, layout: &'a Layout) -> impl Iterator<Item = &'a String> + 'a {
+        layout
+            .classes
+            .iter()
+            .enumerate()
+            .filter(move |(c, _)| self.find(*c) == root)
+            .flat_map(|(_, c)| &c.members)
+    }
+
     fn range(&self, root: usize, ranges: &[Option<MinMax>]) -> Option<MinMax> {
         let mut r = MinMax::default();
         for (c, range) in ranges.iter().enumerate() {
@@ -193,16 +208,15 @@ fn weight_encoding(
             Schema::Asymmetric => QuantSpec { schema: Schema::Symmetric, ..*spec },
             _ => *spec,
         };
-        return Ok(Encoding::from_ranges(
-            &channel_ranges(&values, &shape, axis),
-            axis,
-            &spec,
-            Origin::Calibrated,
-        ));
+        let slices = channel_ranges(&values, &shape, axis);
+        let widest = slices.iter().map(|(lo, hi)| hi.max(0.0) - lo.min(0.0)).fold(0.0, f64::max);
+        let min_width = param_min_width(widest);
+        return Ok(Encoding::from_ranges_wider_than(&slices, axis, min_width, &spec, Origin::Calibrated));
     }
     let m = MinMax::of(&values);
     let (lo, hi) = if m.is_empty() { (0.0, 0.0) } else { (f64::from(m.min), f64::from(m.max)) };
-    Ok(Encoding::from_range(lo, hi, spec, Origin::Calibrated))
+    let min_width = param_min_width(hi.max(0.0) - lo.min(0.0));
+    Ok(Encoding::from_range_wider_than(lo, hi, min_width, spec, Origin::Calibrated))
 }
 
 fn bias_encoding(
@@ -221,7 +235,8 @@ fn bias_encoding(
         let m = MinMax::of(&values);
         let (lo, hi) = if m.is_empty() { (0.0, 0.0) } else { (f64::from(m.min), f64::from(m.max)) };
         let spec = QuantSpec { bitwidth: config.bias_bitwidth, schema: Schema::Symmetric, strict: false };
-        return Ok(Encoding::from_range(lo, hi, &spec, Origin::Calibrated));
+        let min_width = param_min_width(hi.max(0.0) - lo.min(0.0));
+        return Ok(Encoding::from_range_wider_than(lo, hi, min_width, &spec, Origin::Calibrated));
     };
     // Integer kernels accumulate input × weight products in int32 at scale s_in·s_w (spec §3.2).
     let per_channel =

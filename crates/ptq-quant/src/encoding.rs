@@ -61,7 +61,22 @@ pub struct Encoding {
 impl Encoding {
     /// Step A + B of spec §3.2 for one observed range, per tensor.
     pub fn from_range(min: f64, max: f64, spec: &QuantSpec, origin: Origin) -> Encoding {
-        let (scale, zp, signed, symmetric) = compute(min, max, spec);
+        Encoding::from_range_wider_than(min, max, MIN_RANGE, spec, origin)
+    }
+
+    /// As [`Encoding::from_range`], with `min_width` in place of QNN's [`MIN_RANGE`].
+    ///
+    /// ptq keeps QNN's 0.01 for activations but not for constants: a layer whose weights are
+    /// all below 0.005 (a BatchNormalization folded into a convolution with huge inputs does
+    /// this) would keep only a handful of levels. Constants use [`param_min_width`] instead.
+    pub fn from_range_wider_than(
+        min: f64,
+        max: f64,
+        min_width: f64,
+        spec: &QuantSpec,
+        origin: Origin,
+    ) -> Encoding {
+        let (scale, zp, signed, symmetric) = compute(min, max, min_width, spec);
         Encoding {
             bitwidth: spec.bitwidth,
             signed,
@@ -77,13 +92,24 @@ impl Encoding {
     /// One encoding per slice along `axis` (per channel / per row). The slices share signedness:
     /// an unsigned-symmetric tensor is stored signed when any slice has negatives.
     pub fn from_ranges(ranges: &[(f64, f64)], axis: usize, spec: &QuantSpec, origin: Origin) -> Encoding {
+        Encoding::from_ranges_wider_than(ranges, axis, MIN_RANGE, spec, origin)
+    }
+
+    /// As [`Encoding::from_ranges`], with `min_width` in place of QNN's [`MIN_RANGE`].
+    pub fn from_ranges_wider_than(
+        ranges: &[(f64, f64)],
+        axis: usize,
+        min_width: f64,
+        spec: &QuantSpec,
+        origin: Origin,
+    ) -> Encoding {
         let spec = match spec.schema {
             Schema::UnsignedSymmetric if ranges.iter().any(|&(lo, _)| lo < 0.0) => {
                 QuantSpec { schema: Schema::Symmetric, ..*spec }
             }
             _ => *spec,
         };
-        let parts: Vec<_> = ranges.iter().map(|&(lo, hi)| compute(lo, hi, &spec)).collect();
+        let parts: Vec<_> = ranges.iter().map(|&(lo, hi)| compute(lo, hi, min_width, &spec)).collect();
         let (signed, symmetric) = parts.first().map(|p| (p.2, p.3)).unwrap_or((true, true));
         Encoding {
             bitwidth: spec.bitwidth,
@@ -173,13 +199,21 @@ impl Encoding {
     }
 }
 
+/// The smallest range width for a constant whose values span `[min, max]`: QNN's
+/// [`MIN_RANGE`] only when all of them are zero, else 2^-16 of the widest slice of the tensor
+/// (`tensor_width`), so near-zero per-channel slices never get a vanishing scale (which would
+/// push their int32 bias past its range) while small weights keep all their levels.
+pub fn param_min_width(tensor_width: f64) -> f64 {
+    if tensor_width > 0.0 { (tensor_width / 65536.0).max(f64::from(f32::MIN_POSITIVE)) } else { MIN_RANGE }
+}
+
 /// Spec §3.2: (scale, ONNX zero point, signed storage, symmetric) for an observed range.
 /// Arithmetic in f64 with C `round` (half away from zero); the scale is stored as f32, as ONNX does.
-fn compute(min: f64, max: f64, spec: &QuantSpec) -> (f32, i64, bool, bool) {
+fn compute(min: f64, max: f64, min_width: f64, spec: &QuantSpec) -> (f32, i64, bool, bool) {
     let finite = |v: f64| v.clamp(f64::from(f32::MIN), f64::from(f32::MAX));
     let lo = finite(min.min(0.0));
     let mut hi = finite(max.max(0.0));
-    hi = hi.max(lo + MIN_RANGE);
+    hi = hi.max(lo + min_width);
     let bits = u32::from(spec.bitwidth);
     let symmetric = match spec.schema {
         Schema::Asymmetric => false,

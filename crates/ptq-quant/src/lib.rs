@@ -15,6 +15,6 @@ pub use assign::{Assignment, Config, GROUP_WIDTH_RATIO, assign};
 pub use error::Error;
 pub use observer::MinMax;
 
-pub use encoding::{Encoding, MIN_RANGE, Origin};
+pub use encoding::{Encoding, MIN_RANGE, Origin, param_min_width};
 pub use encodings::{Encodings, Kind, TensorEncoding};
 pub use spec::{QuantSpec, Schema};

@@ -1,0 +1,489 @@
+//! `lower_qdq` on small hand-built QDQ models: which nodes and initializers the lowered model
+//! has, and the values it holds (computed by hand).
+
+use std::path::Path;
+
+use bytes::Bytes;
+use ptq_export::{FAKE_QUANT_DOMAIN, Lowered, has_qdq, lower_qdq};
+use ptq_ir::{DataType, Graph};
+use ptq_onnx::proto::{
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto,
+    TypeProto, ValueInfoProto, attribute_proto::AttributeType, tensor_shape_proto, type_proto,
+};
+
+// ---- building models -------------------------------------------------------------------------
+
+fn value(name: &str, shape: &[i64]) -> ValueInfoProto {
+    let dim = shape
+        .iter()
+        .map(|&d| tensor_shape_proto::Dimension {
+            value: Some(tensor_shape_proto::dimension::Value::DimValue(d)),
+            ..Default::default()
+        })
+        .collect();
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(DataType::Float.to_onnx()),
+                shape: Some(TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn int(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(v),
+        ..Default::default()
+    }
+}
+
+fn node(name: &str, op: &str, inputs: &[&str], output: &str, attrs: Vec<AttributeProto>) -> NodeProto {
+    NodeProto {
+        name: Some(name.into()),
+        op_type: Some(op.into()),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        attribute: attrs,
+        ..Default::default()
+    }
+}
+
+fn raw(name: &str, dtype: DataType, dims: &[i64], bytes: Vec<u8>) -> TensorProto {
+    TensorProto {
+        name: Some(name.into()),
+        data_type: Some(dtype.to_onnx()),
+        dims: dims.to_vec(),
+        raw_data: Some(Bytes::from(bytes)),
+        ..Default::default()
+    }
+}
+
+fn f32s(name: &str, dims: &[i64], v: &[f32]) -> TensorProto {
+    raw(name, DataType::Float, dims, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+}
+
+fn u8s(name: &str, dims: &[i64], v: &[u8]) -> TensorProto {
+    raw(name, DataType::Uint8, dims, v.to_vec())
+}
+
+fn i8s(name: &str, dims: &[i64], v: &[i8]) -> TensorProto {
+    raw(name, DataType::Int8, dims, v.iter().map(|&x| x as u8).collect())
+}
+
+fn i32s(name: &str, dims: &[i64], v: &[i32]) -> TensorProto {
+    raw(name, DataType::Int32, dims, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+}
+
+/// int4 values packed two per byte, the first in the low nibble.
+fn i4s(name: &str, dims: &[i64], v: &[i8]) -> TensorProto {
+    let bytes =
+        v.chunks(2).map(|p| (p[0] as u8 & 0x0f) | ((p.get(1).copied().unwrap_or(0) as u8 & 0x0f) << 4));
+    raw(name, DataType::Int4, dims, bytes.collect())
+}
+
+fn model(
+    inputs: Vec<ValueInfoProto>,
+    outputs: &[&str],
+    nodes: Vec<NodeProto>,
+    initializers: Vec<TensorProto>,
+    opset: i64,
+) -> ModelProto {
+    ModelProto {
+        ir_version: Some(if opset >= 21 { 10 } else { 8 }),
+        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(opset) }],
+        graph: Some(GraphProto {
+            name: Some("g".into()),
+            node: nodes,
+            initializer: initializers,
+            input: inputs,
+            output: outputs.iter().map(|o| value(o, &[])).collect(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn lower(m: &ModelProto) -> (Lowered, Graph) {
+    let g = Graph::new(m, Path::new(".")).unwrap();
+    assert!(has_qdq(&g));
+    let lowered = lower_qdq(m, &g).unwrap();
+    let view = Graph::new(&lowered.model, Path::new(".")).unwrap();
+    (lowered, view)
+}
+
+// ---- reading the result ----------------------------------------------------------------------
+
+fn ops(g: &Graph) -> Vec<String> {
+    g.nodes().map(|n| n.op_type.clone()).collect()
+}
+
+fn initializers(m: &ModelProto) -> Vec<String> {
+    let mut names: Vec<String> =
+        m.graph.as_ref().unwrap().initializer.iter().map(|t| t.name().to_owned()).collect();
+    names.sort();
+    names
+}
+
+fn floats(g: &Graph, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let t = g.constant(name).unwrap();
+    assert_eq!(t.dtype, DataType::Float, "{name}");
+    (t.shape.clone(), t.to_f32().unwrap())
+}
+
+/// The FakeQuant node writing `output`: (inputs, qmin, qmax, axis, scale, zero point).
+struct Fq {
+    name: String,
+    inputs: Vec<String>,
+    qmin: i64,
+    qmax: i64,
+    axis: i64,
+    scale: Vec<f32>,
+    zero_point: Vec<f32>,
+}
+
+fn fake_quant(m: &ModelProto, g: &Graph, output: &str) -> Fq {
+    let n = g.producer(output).unwrap_or_else(|| panic!("nothing writes {output}"));
+    assert_eq!((n.op_type.as_str(), n.domain.as_str()), ("FakeQuant", FAKE_QUANT_DOMAIN));
+    let proto = &m.graph.as_ref().unwrap().node[n.index];
+    let attr = |k: &str| proto.attribute.iter().find(|a| a.name() == k).map(|a| a.i()).unwrap();
+    Fq {
+        name: n.name.clone(),
+        inputs: n.inputs.clone(),
+        qmin: attr("qmin"),
+        qmax: attr("qmax"),
+        axis: attr("axis"),
+        scale: floats(g, &n.inputs[1]).1,
+        zero_point: floats(g, &n.inputs[2]).1,
+    }
+}
+
+fn ptq_opset(m: &ModelProto) -> Option<i64> {
+    m.opset_import.iter().find(|o| o.domain() == FAKE_QUANT_DOMAIN).map(|o| o.version())
+}
+
+// ---- tests -----------------------------------------------------------------------------------
+
+#[test]
+fn uint8_pair_on_an_activation_becomes_one_fake_quant() {
+    let m = model(
+        vec![value("x", &[1, 4])],
+        &["out"],
+        vec![
+            node("relu", "Relu", &["x"], "r", vec![]),
+            node("r_q", "QuantizeLinear", &["r", "r_scale", "r_zp"], "r_quant", vec![]),
+            node("r_dq", "DequantizeLinear", &["r_quant", "r_scale", "r_zp"], "r_deq", vec![]),
+            node("neg", "Neg", &["r_deq"], "out", vec![]),
+        ],
+        vec![f32s("r_scale", &[], &[0.02]), u8s("r_zp", &[], &[3])],
+        13,
+    );
+    let (l, g) = lower(&m);
+    assert_eq!((l.pairs, l.constants), (1, 0));
+    assert_eq!(ops(&g), ["Relu", "FakeQuant", "Neg"]);
+    let fq = fake_quant(&l.model, &g, "r_deq");
+    assert_eq!(fq.name, "r_dq", "the FakeQuant takes the DequantizeLinear's name");
+    assert_eq!(fq.inputs[0], "r");
+    assert_eq!((fq.qmin, fq.qmax, fq.axis), (0, 255, 1));
+    assert_eq!((fq.scale, fq.zero_point), (vec![0.02], vec![3.0]));
+    // The Q/DQ parameters nobody reads any more are gone; the new ones are named after the tensor.
+    assert_eq!(initializers(&l.model), ["r_deq_ptq_scale", "r_deq_ptq_zero_point"]);
+    assert_eq!(ptq_opset(&l.model), Some(1));
+    assert!(!has_qdq(&g));
+}
+
+#[test]
+fn per_channel_int8_weight_becomes_its_float_values() {
+    // W (2×3 int8, per output channel on axis 0) → DequantizeLinear → MatMul's B (transposed use
+    // does not matter here: only the constant is checked).
+    let m = model(
+        vec![value("x", &[2, 2])],
+        &["y"],
+        vec![
+            node("w_dq", "DequantizeLinear", &["w_q", "w_scale", "w_zp"], "w", vec![int("axis", 0)]),
+            node("mm", "MatMul", &["x", "w"], "y", vec![]),
+        ],
+        vec![
+            i8s("w_q", &[2, 3], &[-128, 0, 127, 5, -3, 1]),
+            f32s("w_scale", &[2], &[0.5, 0.25]),
+            i8s("w_zp", &[2], &[0, 1]),
+        ],
+        13,
+    );
+    let (l, g) = lower(&m);
+    assert_eq!((l.pairs, l.constants), (0, 1));
+    assert_eq!(ops(&g), ["MatMul"]);
+    assert_eq!(initializers(&l.model), ["w"]);
+    let (shape, values) = floats(&g, "w");
+    assert_eq!(shape, [2, 3]);
+    assert_eq!(values, [-64.0, 0.0, 63.5, 1.0, -1.0, 0.0]);
+    assert_eq!(ptq_opset(&l.model), None, "no FakeQuant, no ai.ptq import");
+}
+
+#[test]
+fn packed_int4_weight_per_channel_with_a_negative_axis() {
+    let m = model(
+        vec![value("x", &[3, 2])],
+        &["y"],
+        vec![
+            node("w_dq", "DequantizeLinear", &["w_q", "w_scale", "w_zp"], "w", vec![int("axis", -2)]),
+            node("mm", "MatMul", &["w", "x"], "y", vec![]),
+        ],
+        vec![
+            i4s("w_q", &[2, 3], &[-8, 7, -1, 3, 0, -2]),
+            f32s("w_scale", &[2], &[0.1, 2.0]),
+            i4s("w_zp", &[2], &[0, -1]),
+        ],
+        21,
+    );
+    let (l, g) = lower(&m);
+    assert_eq!((l.pairs, l.constants), (0, 1));
+    assert_eq!(initializers(&l.model), ["w"]);
+    let (shape, values) = floats(&g, "w");
+    assert_eq!(shape, [2, 3]);
+    // (q − zp) · scale, in f32: channel 0 has zp 0, scale 0.1; channel 1 zp −1, scale 2.
+    let expected = [-8.0 * 0.1f32, 7.0 * 0.1, -0.1, 4.0 * 2.0, 1.0 * 2.0, -2.0];
+    assert_eq!(values, expected);
+}
+
+#[test]
+fn uint4_values_are_not_sign_extended() {
+    let packed = raw("w_q", DataType::Uint4, &[3], vec![0xf8, 0x01]); // 8, 15, 1
+    let m = model(
+        vec![value("x", &[3])],
+        &["y"],
+        vec![
+            node("w_dq", "DequantizeLinear", &["w_q", "w_scale"], "w", vec![]),
+            node("add", "Add", &["x", "w"], "y", vec![]),
+        ],
+        vec![packed, f32s("w_scale", &[], &[0.5])],
+        21,
+    );
+    let (l, g) = lower(&m);
+    assert_eq!(l.constants, 1);
+    assert_eq!(floats(&g, "w").1, [4.0, 7.5, 0.5]);
+}
+
+#[test]
+fn int32_bias_per_channel_without_zero_point() {
+    let m = model(
+        vec![value("x", &[1, 3])],
+        &["y"],
+        vec![
+            node("b_dq", "DequantizeLinear", &["b_q", "b_scale"], "b", vec![int("axis", 0)]),
+            node("add", "Add", &["x", "b"], "y", vec![]),
+        ],
+        vec![i32s("b_q", &[3], &[1000, -70000, 2_000_000_000]), f32s("b_scale", &[3], &[0.001, 0.5, 2.0])],
+        13,
+    );
+    let (l, g) = lower(&m);
+    assert_eq!((l.pairs, l.constants), (0, 1));
+    assert_eq!(initializers(&l.model), ["b"]);
+    let (shape, values) = floats(&g, "b");
+    assert_eq!(shape, [3]);
+    assert_eq!(values, [1000.0 * 0.001f32, -35000.0, 2_000_000_000f32 * 2.0]);
+}
+
+#[test]
+fn weight_in_a_constant_node_and_a_shared_integer_constant() {
+    // An int8 weight held by a Constant node is read by two DequantizeLinear nodes: both become
+    // float initializers, and the Constant node goes.
+    let constant = NodeProto {
+        name: Some("wc".into()),
+        op_type: Some("Constant".into()),
+        output: vec!["w_q".into()],
+        attribute: vec![AttributeProto {
+            name: Some("value".into()),
+            r#type: Some(AttributeType::Tensor as i32),
+            t: Some(i8s("", &[2], &[-2, 4])),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let m = model(
+        vec![value("x", &[2])],
+        &["y"],
+        vec![
+            constant,
+            node("dq1", "DequantizeLinear", &["w_q", "s1"], "w1", vec![]),
+            node("dq2", "DequantizeLinear", &["w_q", "s2"], "w2", vec![]),
+            node("a", "Add", &["x", "w1"], "t", vec![]),
+            node("b", "Mul", &["t", "w2"], "y", vec![]),
+        ],
+        vec![f32s("s1", &[], &[0.5]), f32s("s2", &[], &[0.25])],
+        13,
+    );
+    let (l, g) = lower(&m);
+    assert_eq!(l.constants, 2);
+    assert_eq!(ops(&g), ["Add", "Mul"]);
+    assert_eq!(initializers(&l.model), ["w1", "w2"]);
+    assert_eq!(floats(&g, "w1").1, [-1.0, 2.0]);
+    assert_eq!(floats(&g, "w2").1, [-0.5, 1.0]);
+}
+
+#[test]
+fn quantize_without_zero_point_is_uint8_and_output_dtype_is_honoured() {
+    let m = model(
+        vec![value("x", &[1, 4])],
+        &["a_deq", "b_deq"],
+        vec![
+            node("qa", "QuantizeLinear", &["x", "s"], "a_q", vec![]),
+            node("dqa", "DequantizeLinear", &["a_q", "s"], "a_deq", vec![]),
+            node(
+                "qb",
+                "QuantizeLinear",
+                &["x", "s"],
+                "b_q",
+                vec![int("output_dtype", DataType::Int16.to_onnx() as i64)],
+            ),
+            node("dqb", "DequantizeLinear", &["b_q", "s"], "b_deq", vec![]),
+        ],
+        vec![f32s("s", &[], &[0.125])],
+        21,
+    );
+    let (l, g) = lower(&m);
+    assert_eq!(l.pairs, 2);
+    assert_eq!(ops(&g), ["FakeQuant", "FakeQuant"]);
+    let a = fake_quant(&l.model, &g, "a_deq");
+    assert_eq!((a.qmin, a.qmax, a.scale, a.zero_point), (0, 255, vec![0.125], vec![0.0]));
+    let b = fake_quant(&l.model, &g, "b_deq");
+    assert_eq!((b.qmin, b.qmax), (-32768, 32767));
+    assert_eq!(b.inputs[0], "x");
+    // The shared scale initializer is no longer read by anything.
+    assert!(!initializers(&l.model).contains(&"s".to_owned()));
+}
+
+#[test]
+fn quantize_feeding_two_dequantize_nodes() {
+    let m = model(
+        vec![value("x", &[1, 2, 2])],
+        &["y"],
+        vec![
+            node("q", "QuantizeLinear", &["x", "s", "zp"], "xq", vec![int("axis", -2)]),
+            node("dq1", "DequantizeLinear", &["xq", "s", "zp"], "d1", vec![int("axis", 1)]),
+            node("dq2", "DequantizeLinear", &["xq", "s2", "zp2"], "d2", vec![int("axis", -2)]),
+            node("add", "Add", &["d1", "d2"], "y", vec![]),
+        ],
+        vec![
+            f32s("s", &[2], &[0.5, 0.25]),
+            i8s("zp", &[2], &[-1, 2]),
+            // Same values under other names: still the same grid.
+            f32s("s2", &[2], &[0.5, 0.25]),
+            i8s("zp2", &[2], &[-1, 2]),
+        ],
+        13,
+    );
+    let (l, g) = lower(&m);
+    assert_eq!(l.pairs, 2);
+    assert_eq!(ops(&g), ["FakeQuant", "FakeQuant", "Add"]);
+    for out in ["d1", "d2"] {
+        let fq = fake_quant(&l.model, &g, out);
+        assert_eq!(fq.inputs[0], "x");
+        // -2 normalised against x's declared rank 3.
+        assert_eq!((fq.qmin, fq.qmax, fq.axis), (-128, 127, 1));
+        assert_eq!((fq.scale, fq.zero_point), (vec![0.5, 0.25], vec![-1.0, 2.0]));
+    }
+    assert_eq!(
+        initializers(&l.model),
+        ["d1_ptq_scale", "d1_ptq_zero_point", "d2_ptq_scale", "d2_ptq_zero_point"]
+    );
+}
+
+#[test]
+fn quantize_with_other_readers_is_kept_for_them() {
+    // xq is also read by a Cast, and by a DequantizeLinear with another scale: both keep Q.
+    let m = model(
+        vec![value("x", &[4])],
+        &["d", "c", "e"],
+        vec![
+            node("q", "QuantizeLinear", &["x", "s", "zp"], "xq", vec![]),
+            node("dq", "DequantizeLinear", &["xq", "s", "zp"], "d", vec![]),
+            node("cast", "Cast", &["xq"], "c", vec![int("to", 1)]),
+            node("dq_other", "DequantizeLinear", &["xq", "s_other", "zp"], "e", vec![]),
+        ],
+        vec![f32s("s", &[], &[0.1]), u8s("zp", &[], &[128]), f32s("s_other", &[], &[0.2])],
+        13,
+    );
+    let (l, g) = lower(&m);
+    assert_eq!(l.pairs, 1);
+    assert_eq!(ops(&g), ["QuantizeLinear", "FakeQuant", "Cast", "DequantizeLinear"]);
+    assert_eq!(g.producer("d").unwrap().name, "dq");
+    assert_eq!(g.producer("e").unwrap().op_type, "DequantizeLinear");
+    // Q still reads s and zp.
+    let names = initializers(&l.model);
+    assert!(names.contains(&"s".to_owned()) && names.contains(&"zp".to_owned()), "{names:?}");
+}
+
+#[test]
+fn runtime_dequantize_and_lone_quantize_are_left_alone() {
+    let m = model(
+        vec![value("x", &[4])],
+        &["xq", "y"],
+        vec![
+            node("q", "QuantizeLinear", &["x", "s", "zp"], "xq", vec![]),
+            node("cast", "Cast", &["x"], "xi", vec![int("to", DataType::Uint8.to_onnx() as i64)]),
+            node("dq", "DequantizeLinear", &["xi", "s", "zp"], "y", vec![]),
+        ],
+        vec![f32s("s", &[], &[0.1]), u8s("zp", &[], &[128])],
+        13,
+    );
+    let g = Graph::new(&m, Path::new(".")).unwrap();
+    let l = lower_qdq(&m, &g).unwrap();
+    assert_eq!((l.pairs, l.constants), (0, 0));
+    assert_eq!(l.model, m, "nothing to lower: the model is unchanged");
+}
+
+#[test]
+fn blocked_quantization_is_refused_naming_the_node() {
+    let m = model(
+        vec![value("x", &[2, 4])],
+        &["y"],
+        vec![
+            node(
+                "blocked_q",
+                "QuantizeLinear",
+                &["x", "s", "zp"],
+                "xq",
+                vec![int("axis", 1), int("block_size", 2)],
+            ),
+            node(
+                "dq",
+                "DequantizeLinear",
+                &["xq", "s", "zp"],
+                "y",
+                vec![int("axis", 1), int("block_size", 2)],
+            ),
+        ],
+        vec![f32s("s", &[2, 2], &[0.1, 0.2, 0.3, 0.4]), u8s("zp", &[2, 2], &[0, 0, 0, 0])],
+        21,
+    );
+    let g = Graph::new(&m, Path::new(".")).unwrap();
+    let err = lower_qdq(&m, &g).err().expect("block_size > 0 is refused").to_string();
+    assert!(err.contains("blocked_q") && err.contains("block_size 2"), "{err}");
+}
+
+#[test]
+fn lowered_model_survives_encoding_and_decoding() {
+    let m = model(
+        vec![value("x", &[1, 4])],
+        &["y"],
+        vec![
+            node("q", "QuantizeLinear", &["x", "s", "zp"], "xq", vec![]),
+            node("dq", "DequantizeLinear", &["xq", "s", "zp"], "y", vec![]),
+        ],
+        vec![f32s("s", &[], &[0.1]), u8s("zp", &[], &[7])],
+        13,
+    );
+    let (l, _) = lower(&m);
+    let bytes = ptq_onnx::encode(&l.model);
+    let back = ptq_onnx::decode(Bytes::from(bytes), Path::new("lowered.onnx")).unwrap();
+    assert_eq!(back, l.model);
+    let g = Graph::new(&back, Path::new(".")).unwrap();
+    // The graph output keeps its name, now written by the FakeQuant.
+    assert_eq!(fake_quant(&back, &g, "y").inputs[0], "x");
+}

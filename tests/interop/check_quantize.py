@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Interop check: `ptq quantize` on every shared model and configuration, against onnxruntime.
+
+For each model folder with READY in <repo>/../shared/models and each configuration of
+../shared/anchors.md (pt, pc, a16w8, w4a8), quantize with ptq on calib.txt, then on eval.txt:
+
+1. the QDQ model passes `onnx.checker` and runs in onnxruntime (CPU, graph optimisations off);
+2. onnxruntime's outputs agree with ptq's simulation (`ptq run` on the same QDQ model, which
+   executes Q→DQ pairs as ptq's FakeQuant) by DESIGN.md Decision 2's 1-step rule: for an output
+   written by a DequantizeLinear of scale s, >= 99.9 % of elements within s and all within 4·s;
+   a float output within 1e-3·max|ort|;
+3. the SQNR of the main output against the float model (models/README.md definition) is at
+   least the `ort_minmax <config>` row of anchors.md minus 0.2 dB.
+
+Prints a table (the SQNR figures are BENCHMARKS.md's) and ends with `N passed, M failed`.
+
+Usage: check_quantize.py [--ptq PATH] [--models DIR] [--anchors FILE] [--configs pt,pc,...] [MODEL ...]
+"""
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from check_run import MODELS, REPO, input_specs, load_feeds, model_dirs  # noqa: E402
+
+CONFIGS = {
+    "pt": [],
+    "pc": ["--use_per_channel_quantization", "--use_per_row_quantization"],
+    "a16w8": ["--use_per_channel_quantization", "--use_per_row_quantization", "--act_bitwidth", "16"],
+    "w4a8": ["--use_per_channel_quantization", "--use_per_row_quantization", "--weights_bitwidth", "4"],
+}
+SQNR_SLACK_DB = 0.2
+
+
+def anchor_figures(anchors_md):
+    """{(model, config): SQNR dB} of the `ort_minmax <config>` rows of anchors.md."""
+    figures, model = {}, None
+    for line in anchors_md.read_text().splitlines():
+        heading = re.match(r"^### (\S+)", line)
+        if heading:
+            model = heading.group(1)
+            continue
+        row = re.match(r"^\| `ort_minmax (\w+)` \| ([-\d.]+) \|", line)
+        if model and row:
+            figures[(model, row.group(1))] = float(row.group(2))
+    return figures
+
+
+def session(path):
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def dims_args(specs):
+    args = []
+    for name, (_, shape, symbolic) in specs.items():
+        if symbolic:
+            args += ["--input_dimensions", f"{name}={','.join(map(str, shape))}"]
+    return args
+
+
+def output_scales(model):
+    """{graph output: scale of the DequantizeLinear that writes it} (None for float outputs)."""
+    graph = model.graph
+    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    writers = {o: n for n in graph.node for o in n.output}
+    scales = {}
+    for out in graph.output:
+        node = writers.get(out.name)
+        if node is not None and node.op_type == "DequantizeLinear":
+            scales[out.name] = consts[node.input[1]].astype(np.float64)
+        else:
+            scales[out.name] = None
+    return scales
+
+
+def agree(ort_out, ptq_out, scale):
+    """(passed, detail) by Decision 2's rule."""
+    diff = np.abs(ort_out.astype(np.float64) - ptq_out.astype(np.float64))
+    if scale is None:
+        limit = 1e-3 * float(np.max(np.abs(ort_out), initial=0.0))
+        return bool(np.max(diff, initial=0.0) <= limit), f"max diff {np.max(diff, initial=0.0):.3g}"
+    s = float(np.max(scale))
+    within = float(np.mean(diff <= s * (1 + 1e-6))) if diff.size else 1.0
+    worst = float(np.max(diff, initial=0.0)) / s
+    return within >= 0.999 and worst <= 4 + 1e-6, f"{within * 100:.3f}% within 1 step, worst {worst:.2f} steps"
+
+
+def run_ptq(ptq, model, list_path, specs, out_dir):
+    cmd = [str(ptq), "run", "--input_model", str(model), "--input_list", str(list_path),
+           "--output_dir", str(out_dir), *dims_args(specs)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    results = []
+    for i in range(sum(1 for d in out_dir.iterdir() if d.name.startswith("Result_"))):
+        files = json.loads((out_dir / f"Result_{i}" / "outputs.json").read_text())
+        results.append({name: np.fromfile(out_dir / f"Result_{i}" / f, dtype="<f4") for f, name in files.items()})
+    return results
+
+
+def sqnr(reference, test):
+    x = np.concatenate([r.ravel() for r in reference]).astype(np.float64)
+    y = np.concatenate([t.ravel() for t in test]).astype(np.float64)
+    noise = float(((x - y) ** 2).sum())
+    return float("inf") if noise == 0 else 10 * np.log10(float((x ** 2).sum()) / noise)
+
+
+def check(ptq, model_dir, config, anchors, tmp):
+    """Rows: (what, passed, detail)."""
+    specs = input_specs(model_dir)
+    quantized = tmp / f"{model_dir.name}_{config}.onnx"
+    cmd = [str(ptq), "quantize", "--input_model", str(model_dir / "model.onnx"),
+           "--input_list", str(model_dir / "calib.txt"), "--output_model", str(quantized),
+           *CONFIGS[config], *dims_args(specs)]
+    start = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.monotonic() - start
+    if proc.returncode != 0:
+        return [("quantize", False, proc.stderr.strip().splitlines()[-1:])], None, seconds
+    rows = []
+    try:
+        onnx.checker.check_model(str(quantized), full_check=True)
+        rows.append(("onnx.checker", True, ""))
+    except Exception as e:  # noqa: BLE001 — any checker complaint is a failure to report
+        rows.append(("onnx.checker", False, str(e).splitlines()[0]))
+    feeds = load_feeds(model_dir, specs)
+    float_session = session(model_dir / "model.onnx")
+    float_outputs = [o.name for o in float_session.get_outputs()]
+    reference = [float_session.run(None, f) for f in feeds]
+    quant_session = session(quantized)
+    ort_outputs = [quant_session.run(float_outputs, f) for f in feeds]
+    ptq_outputs = run_ptq(ptq, quantized, model_dir / "eval.txt", specs, tmp / f"run_{model_dir.name}_{config}")
+    scales = output_scales(onnx.load(str(quantized)))
+    for k, name in enumerate(float_outputs):
+        a = np.concatenate([o[k].ravel() for o in ort_outputs])
+        b = np.concatenate([r[name].ravel() for r in ptq_outputs])
+        passed, detail = agree(a, b, scales.get(name))
+        rows.append((f"1-step {name}", passed, detail))
+    main = json.loads((model_dir / "float_reference.json").read_text())["main_output"]
+    k = float_outputs.index(main)
+    db = sqnr([r[k] for r in reference], [o[k] for o in ort_outputs])
+    anchor = anchors.get((model_dir.name, config))
+    if anchor is not None:
+        rows.append((f"SQNR {main}", db >= anchor - SQNR_SLACK_DB, f"{db:.2f} dB vs ort_minmax {anchor:.2f} dB"))
+    return rows, db, seconds
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ptq", type=Path, default=REPO / "target" / "release" / "ptq")
+    parser.add_argument("--models", type=Path, default=MODELS)
+    parser.add_argument("--anchors", type=Path, default=MODELS.parent / "anchors.md")
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("names", nargs="*")
+    args = parser.parse_args()
+    ort.set_default_logger_severity(3)
+    anchors = anchor_figures(args.anchors)
+    dirs = [args.models / n for n in args.names] if args.names else model_dirs(args.models)
+    passed = failed = 0
+    table = ["| model | config | ptq SQNR dB | ort_minmax SQNR dB | ptq quantize s |", "|---|---|---:|---:|---:|"]
+    with tempfile.TemporaryDirectory(prefix="ptq-check-quantize-") as tmp:
+        for d in dirs:
+            for config in args.configs.split(","):
+                print(f"checking {d.name} {config} ...", file=sys.stderr, flush=True)
+                rows, db, seconds = check(args.ptq.resolve(), d, config, anchors, Path(tmp))
+                for what, ok, detail in rows:
+                    print(f"{d.name:15} {config:6} {what:40} {'pass' if ok else 'FAIL'}  {detail}")
+                    passed += ok
+                    failed += not ok
+                anchor = anchors.get((d.name, config))
+                table.append(f"| {d.name} | {config} | {'-' if db is None else f'{db:.2f}'} | "
+                             f"{'-' if anchor is None else f'{anchor:.2f}'} | {seconds:.1f} |")
+    print("\n".join(table))
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
