@@ -4,11 +4,14 @@
 //! under its exact ONNX name, constants (initializers and `Constant` nodes alike), producers and
 //! consumers, and declared element types and shapes. Edits go through a [`Patch`], the one way
 //! to change a model, which applies to the `ModelProto` and leaves everything else byte-identical.
+//! [`upgrade_opset`] converts a model's default ONNX domain to a newer opset, rewriting every node
+//! whose operator changed in between.
 
 mod constant;
 mod dtype;
 mod error;
 mod graph;
+mod opset;
 mod patch;
 mod shape;
 mod tensor;
@@ -17,6 +20,7 @@ pub use constant::tensor_from_proto;
 pub use dtype::DataType;
 pub use error::Error;
 pub use graph::{Graph, Node, Source, TensorInfo};
+pub use opset::upgrade_opset;
 pub use patch::Patch;
 pub use shape::{Dim, format_shape};
 pub use tensor::Tensor;

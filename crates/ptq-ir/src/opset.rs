@@ -83,11 +83,11 @@ pub fn upgrade_opset(model: &ModelProto, model_dir: &Path, target: i64) -> Resul
             continue;
         };
         for n in f.node.iter().filter(|n| is_default_domain(n.domain())) {
-            let changed = history::versions(n.op_type())
-                .is_none_or(|v| v.iter().any(|&c| c > fv && c <= target));
+            let changed =
+                history::versions(n.op_type()).is_none_or(|v| v.iter().any(|&c| c > fv && c <= target));
             if fv != target && changed {
                 cx.refusals.add_named(
-                    &format!("{} (in model-local function `{}`)", display(n), f.name()),
+                    &format!("`{}` (in model-local function `{}`)", display(n), f.name()),
                     n.op_type(),
                     format!(
                         "the function imports opset {fv} and {} changed before opset {target}; \
@@ -201,7 +201,11 @@ fn check_subgraph(refusals: &mut Refusals, g: &GraphProto, outer: &NodeProto, fr
                 }),
             };
             if let Some(reason) = problem {
-                refusals.add_named(&format!("{} (inside node `{}`)", display(n), display(outer)), op, reason);
+                refusals.add_named(
+                    &format!("`{}` (inside node `{}`)", display(n), display(outer)),
+                    op,
+                    reason,
+                );
             }
         }
         for attr in &n.attribute {
@@ -218,11 +222,15 @@ struct Refusals(BTreeMap<(String, String), Vec<String>>);
 
 impl Refusals {
     fn add(&mut self, node: &NodeProto, reason: String) {
-        self.add_named(&display(node), node.op_type(), reason);
+        self.add_named(&format!("`{}`", display(node)), node.op_type(), reason);
     }
 
-    fn add_named(&mut self, name: &str, op: &str, reason: String) {
-        self.0.entry((op.to_owned(), reason)).or_default().push(name.to_owned());
+    /// `who` is the node as the message shows it (its name in backticks, and where it is).
+    fn add_named(&mut self, who: &str, op: &str, reason: String) {
+        let names = self.0.entry((op.to_owned(), reason)).or_default();
+        if !names.iter().any(|n| n == who) {
+            names.push(who.to_owned());
+        }
     }
 
     fn is_empty(&self) -> bool {
@@ -232,7 +240,7 @@ impl Refusals {
     fn describe(&self, target: i64) -> String {
         let mut parts = Vec::new();
         for ((op, reason), names) in &self.0 {
-            let shown: Vec<String> = names.iter().take(5).map(|n| format!("`{n}`")).collect();
+            let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
             let more = if names.len() > 5 { format!(" and {} more", names.len() - 5) } else { String::new() };
             let noun = if names.len() == 1 { "node" } else { "nodes" };
             parts.push(format!("{noun} {}{more} ({op}): {reason}", shown.join(", ")));
@@ -312,9 +320,34 @@ impl Cx<'_> {
         name
     }
 
-    /// The rank of `tensor`, where the model declares it.
+    /// The rank of `tensor`: declared, or declared for a tensor it reaches through operators that
+    /// keep the rank (elementwise ones, Softmax, Conv, pooling, Pad, ...), in either direction.
     fn rank(&self, tensor: &str) -> Option<usize> {
-        self.graph.tensor(tensor)?.shape.as_ref().map(Vec::len)
+        let mut seen = BTreeSet::new();
+        self.rank_via(tensor, &mut seen)
+    }
+
+    fn rank_via(&self, tensor: &str, seen: &mut BTreeSet<String>) -> Option<usize> {
+        if !seen.insert(tensor.to_owned()) || seen.len() > 256 {
+            return None;
+        }
+        let info = self.graph.tensor(tensor)?;
+        if let Some(shape) = &info.shape {
+            return Some(shape.len());
+        }
+        let keeps_rank = |n: &crate::Node| {
+            is_default_domain(&n.domain) && SAME_RANK_AS_FIRST_INPUT.contains(&n.op_type.as_str())
+        };
+        if let Some(p) = self.graph.producer(tensor).filter(|p| keeps_rank(p) && p.outputs[0] == tensor)
+            && let Some(r) = p.inputs.first().and_then(|i| self.rank_via(i, seen))
+        {
+            return Some(r);
+        }
+        let readers: Vec<&crate::Node> = self.graph.consumers(tensor).collect();
+        readers
+            .into_iter()
+            .filter(|c| keeps_rank(c) && c.inputs.first().is_some_and(|i| i == tensor))
+            .find_map(|c| self.rank_via(&c.outputs[0], seen))
     }
 
     /// The value of `tensor` if it is a constant.
@@ -373,19 +406,34 @@ impl Cx<'_> {
 }
 
 /// Operators whose first output has the element type of their first input.
+#[rustfmt::skip]
 const SAME_TYPE_AS_FIRST_INPUT: &[&str] = &[
     "Abs", "Acos", "Acosh", "Add", "Asin", "Asinh", "Atan", "Atanh", "AveragePool", "BatchNormalization",
     "Ceil", "Celu", "Clip", "Concat", "Conv", "ConvTranspose", "Cos", "Cosh", "CumSum", "DepthToSpace",
     "Div", "Dropout", "Elu", "Erf", "Exp", "Expand", "Flatten", "Floor", "Gather", "GatherElements",
     "GatherND", "Gelu", "Gemm", "GlobalAveragePool", "GlobalLpPool", "GlobalMaxPool", "GroupNormalization",
-    "HardSigmoid", "HardSwish", "Hardmax", "Identity", "InstanceNormalization", "LRN",
-    "LayerNormalization", "LeakyRelu", "Log", "LogSoftmax", "LpNormalization", "LpPool", "MatMul", "Max",
-    "MaxPool", "Mean", "Min", "Mish", "Mod", "Mul", "Neg", "PRelu", "Pad", "Pow", "Reciprocal",
-    "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin",
-    "ReduceProd", "ReduceSum", "ReduceSumSquare", "Relu", "Reshape", "Resize", "ReverseSequence", "Round",
-    "ScatterElements", "ScatterND", "Selu", "Shrink", "Sigmoid", "Sign", "Sin", "Sinh", "Slice", "Softmax",
-    "Softplus", "Softsign", "SpaceToDepth", "Sqrt", "Squeeze", "Sub", "Sum", "Tan", "Tanh",
-    "ThresholdedRelu", "Tile", "TopK", "Transpose", "Trilu", "Unsqueeze", "Upsample",
+    "HardSigmoid", "HardSwish", "Hardmax", "Identity", "InstanceNormalization", "LRN", "LayerNormalization",
+    "LeakyRelu", "Log", "LogSoftmax", "LpNormalization", "LpPool", "MatMul", "Max", "MaxPool", "Mean",
+    "Min", "Mish", "Mod", "Mul", "Neg", "PRelu", "Pad", "Pow", "Reciprocal", "ReduceL1", "ReduceL2",
+    "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSum",
+    "ReduceSumSquare", "Relu", "Reshape", "Resize", "ReverseSequence", "Round", "ScatterElements",
+    "ScatterND", "Selu", "Shrink", "Sigmoid", "Sign", "Sin", "Sinh", "Slice", "Softmax", "Softplus",
+    "Softsign", "SpaceToDepth", "Sqrt", "Squeeze", "Sub", "Sum", "Tan", "Tanh", "ThresholdedRelu", "Tile",
+    "TopK", "Transpose", "Trilu", "Unsqueeze", "Upsample",
+];
+
+/// Operators whose first output has the rank of their first input.
+#[rustfmt::skip]
+const SAME_RANK_AS_FIRST_INPUT: &[&str] = &[
+    "Abs", "Acos", "Acosh", "Asin", "Asinh", "Atan", "Atanh", "AveragePool", "BatchNormalization", "Cast",
+    "CastLike", "Ceil", "Celu", "Clip", "Conv", "ConvTranspose", "Cos", "Cosh", "CumSum", "DepthToSpace",
+    "Dropout", "Elu", "Erf", "Exp", "Floor", "Gelu", "GlobalAveragePool", "GlobalLpPool", "GlobalMaxPool",
+    "GroupNormalization", "HardSigmoid", "HardSwish", "Hardmax", "Identity", "InstanceNormalization",
+    "IsInf", "IsNaN", "LRN", "LayerNormalization", "LeakyRelu", "Log", "LogSoftmax", "LpNormalization",
+    "LpPool", "MaxPool", "MeanVarianceNormalization", "Mish", "Neg", "Not", "Pad", "PRelu", "Reciprocal",
+    "Relu", "Resize", "Round", "Selu", "Shrink", "Sigmoid", "Sign", "Sin", "Sinh", "Slice", "Softmax",
+    "Softplus", "Softsign", "SpaceToDepth", "Sqrt", "Tan", "Tanh", "ThresholdedRelu", "Tile", "Transpose",
+    "Trilu", "Upsample",
 ];
 
 // ---- attribute and tensor helpers used by the rules ----
@@ -443,12 +491,7 @@ fn set_input(node: &mut NodeProto, slot: usize, tensor: &str) {
 }
 
 fn raw_tensor(dtype: DataType, dims: Vec<i64>, raw: Vec<u8>) -> TensorProto {
-    TensorProto {
-        dims,
-        data_type: Some(dtype.to_onnx()),
-        raw_data: Some(raw.into()),
-        ..Default::default()
-    }
+    TensorProto { dims, data_type: Some(dtype.to_onnx()), raw_data: Some(raw.into()), ..Default::default() }
 }
 
 fn i64_tensor(dims: Vec<i64>, values: &[i64]) -> TensorProto {

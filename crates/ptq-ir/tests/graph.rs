@@ -180,3 +180,25 @@ fn patch_naming_a_missing_node_or_slot_fails() {
     let err = Patch::new().set_input(0, 4, "q").apply(&m).unwrap_err().to_string();
     assert!(err.contains("slot 4"), "{err}");
 }
+
+#[test]
+fn patch_replaces_a_node_in_place_and_rewires_the_replacement() {
+    let m = model(vec![node("a", "Relu", &["x"], &["y"]), node("b", "Relu", &["y"], &["z"])]);
+    let mut p = Patch::new();
+    p.replace_node(0, node("a2", "Sigmoid", &["x"], &["y"]))
+        .insert_after(Some(0), node("c", "Identity", &["y"], &["y2"]))
+        .set_input(1, 0, "y2");
+    let out = p.apply(&m).unwrap();
+    let g = out.graph.unwrap();
+    let names: Vec<_> = g.node.iter().map(|n| (n.name().to_owned(), n.op_type().to_owned())).collect();
+    assert_eq!(
+        names,
+        [("a2".into(), "Sigmoid".into()), ("c".into(), "Identity".into()), ("b".into(), "Relu".into())]
+    );
+    assert_eq!(g.node[2].input, ["y2"]);
+
+    assert!(Patch::new().replace_node(5, node("q", "Relu", &["x"], &["q"])).apply(&m).is_err());
+    let err =
+        Patch::new().replace_node(0, node("q", "Relu", &["x"], &["q"])).remove_node(0).apply(&m).unwrap_err();
+    assert!(err.to_string().contains("both removed and replaced"), "{err}");
+}
