@@ -241,7 +241,12 @@ fn compute(min: f64, max: f64, min_width: f64, spec: &QuantSpec) -> (f32, i64, b
             (lo / scale).round()
         };
         let reach = (-offset).max(steps + offset);
-        return (finite_scale(scale, reach), -(offset as i64), false, spec.schema == Schema::UnsignedSymmetric);
+        return (
+            finite_scale(scale, reach),
+            -(offset as i64),
+            false,
+            spec.schema == Schema::UnsignedSymmetric,
+        );
     }
     let steps = ((1u64 << bits) - 1 - u64::from(spec.strict)) as f64;
     let absmax = lo.abs().max(hi.abs());
@@ -365,7 +370,10 @@ mod tests {
             for schema in [Schema::Asymmetric, Schema::Symmetric] {
                 let e = enc(-3.4028234663852886e38, 0.0, bits, schema, false);
                 let (lo, hi) = e.storage_range();
-                assert!(e.dequantize(0, lo).is_finite() && e.dequantize(0, hi).is_finite(), "{bits} {schema}");
+                assert!(
+                    e.dequantize(0, lo).is_finite() && e.dequantize(0, hi).is_finite(),
+                    "{bits} {schema}"
+                );
                 assert!(e.fake_quant(0, f32::MIN).is_finite());
             }
         }
