@@ -35,7 +35,7 @@ pub enum Command {
 }
 
 /// How samples are read from an input list (qnn-net-run's syntax and flags).
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(rename_all = "snake_case")]
 pub struct DataArgs {
     /// Read .raw files in each input's own dtype (uint8, int64, …) instead of float32.
@@ -157,10 +157,65 @@ pub struct QuantizeArgs {
     /// Per-row biases for per-row Gemm weights (needs --use_per_row_quantization).
     #[arg(long)]
     pub enable_per_row_quantized_bias: bool,
+    /// Limit symmetric weight grids to `"MIN MAX"` (hex, e.g. `"-0x8000 0x7F7F"` for 16-bit
+    /// MatMul weights on older HTP): Δ = 2·absmax / (MAX − MIN). Honoured for symmetric or
+    /// per-channel/per-row weights; ignored with a warning otherwise (as qairt does).
+    #[arg(long, value_name = "\"MIN MAX\"", allow_hyphen_values = true, value_parser = parse_steps)]
+    pub restrict_quantization_steps: Option<(i64, i64)>,
+    /// Keep the model's own input/output dtypes and read their sample files natively (all inputs,
+    /// or only the named ones). ptq's QDQ models always keep float inputs and outputs.
+    #[arg(long, value_name = "NAMES", num_args = 0.., value_delimiter = ',')]
+    pub preserve_io_datatype: Option<Vec<String>>,
+    /// Per-channel weights: when a bias does not fit its int32 encoding (scale = input scale ×
+    /// weight scale), enlarge that channel's weight scale until it does.
+    #[arg(long)]
+    pub adjust_bias_encoding: bool,
     /// Also write the encodings JSON as `<output stem>_encoding.json`.
     #[arg(long)]
     pub dump_encoding_json: bool,
     /// Format of the encodings JSON.
     #[arg(long, value_name = "VERSION", value_enum, default_value = "1.0.0")]
     pub encoding_version: EncodingVersion,
+}
+
+/// `"MIN MAX"` as qairt writes it: two hex integers with an optional sign (legacy SNPE used a comma).
+fn parse_steps(s: &str) -> Result<(i64, i64), String> {
+    let parse = |t: &str| {
+        let (negative, digits) = match t.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, t.strip_prefix('+').unwrap_or(t)),
+        };
+        let hex = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X"));
+        let value = hex
+            .and_then(|h| i64::from_str_radix(h, 16).ok())
+            .ok_or_else(|| format!("`{t}` is not a hexadecimal integer like -0x80 or 0x7F"))?;
+        Ok::<i64, String>(if negative { -value } else { value })
+    };
+    let parts: Vec<&str> =
+        s.split(|c: char| c.is_whitespace() || c == ',').filter(|p| !p.is_empty()).collect();
+    match parts[..] {
+        [lo, hi] => {
+            let (lo, hi) = (parse(lo)?, parse(hi)?);
+            if lo < 0 && hi > 0 {
+                Ok((lo, hi))
+            } else {
+                Err(format!("`{s}` must be a negative MIN and a positive MAX, e.g. \"-0x80 0x7F\""))
+            }
+        }
+        _ => Err(format!("`{s}` must be two numbers, \"MIN MAX\", e.g. \"-0x8000 0x7F7F\"")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_steps;
+
+    #[test]
+    fn restrict_quantization_steps_values() {
+        assert_eq!(parse_steps("-0x8000 0x7F7F"), Ok((-0x8000, 0x7F7F)));
+        assert_eq!(parse_steps("-0x80,0x7f"), Ok((-128, 127)));
+        assert!(parse_steps("-128 127").unwrap_err().contains("hexadecimal"));
+        assert!(parse_steps("0x80 0x7F").unwrap_err().contains("negative MIN"));
+        assert!(parse_steps("-0x80").unwrap_err().contains("two numbers"));
+    }
 }

@@ -14,7 +14,7 @@ use ptq_quant::rules::{Layout, RuleOptions, layout};
 use ptq_quant::{Config, Encodings, MinMax, QuantSpec, Schema, assign};
 
 use crate::UsageError;
-use crate::cli::{QuantizeArgs, SchemaArg};
+use crate::cli::{DataArgs, QuantizeArgs, SchemaArg};
 use crate::model::Model;
 use crate::progress::Progress;
 use crate::summary::{OutputSqnr, Summary};
@@ -61,6 +61,60 @@ fn check_flags(args: &QuantizeArgs) -> Result<PathBuf> {
     }
 }
 
+/// `--restrict_quantization_steps`, checked against the weight bitwidth; `None` (with qairt's
+/// warning) where it does not apply: asymmetric per-tensor weights.
+fn restricted_steps(args: &QuantizeArgs, ui: &Ui) -> Result<Option<(i64, i64)>> {
+    let Some((lo, hi)) = args.restrict_quantization_steps else { return Ok(None) };
+    let half = 1i64 << (args.weights_bitwidth - 1);
+    if lo < -half || hi > half - 1 {
+        let hex = |v: i64| if v < 0 { format!("-{:#x}", v.unsigned_abs()) } else { format!("{v:#x}") };
+        bail!(UsageError(format!(
+            "--restrict_quantization_steps \"{} {}\" does not fit {}-bit weights ([{}, {}]); give a range \
+             inside it or raise --weights_bitwidth",
+            hex(lo),
+            hex(hi),
+            args.weights_bitwidth,
+            hex(-half),
+            hex(half - 1)
+        )));
+    }
+    let symmetric = args.param_quantizer_schema != SchemaArg::Asymmetric;
+    if !symmetric && !args.use_per_channel_quantization && !args.use_per_row_quantization {
+        ui.warn(
+            "--restrict_quantization_steps applies to symmetric or per-channel/per-row weights; \
+             with --param_quantizer_schema asymmetric it is ignored",
+        );
+        return Ok(None);
+    }
+    Ok(Some((lo, hi)))
+}
+
+/// The data flags, with `--preserve_io_datatype`'s native reading added: its names must be
+/// inputs or outputs of the model (outputs keep their dtype anyway: QDQ models end in float).
+fn data_args(args: &QuantizeArgs, model: &Model) -> Result<DataArgs> {
+    let mut data = args.data.clone();
+    match &args.preserve_io_datatype {
+        None => {}
+        Some(names) if names.is_empty() => data.use_native_input_files = true,
+        Some(names) => {
+            let g = &model.graph;
+            for name in names {
+                if g.inputs.contains(name) {
+                    data.native_input_tensor_names.push(name.clone());
+                } else if !g.outputs.contains(name) {
+                    bail!(UsageError(format!(
+                        "--preserve_io_datatype names `{name}`, which is not an input or output of the model; \
+                         its inputs: {}; its outputs: {}",
+                        g.inputs.join(", "),
+                        g.outputs.join(", ")
+                    )));
+                }
+            }
+        }
+    }
+    Ok(data)
+}
+
 /// `<input stem>_quantized.onnx` beside the input, unless given; never the input itself.
 fn output_path(args: &QuantizeArgs) -> Result<PathBuf> {
     let out = match &args.output_model {
@@ -95,17 +149,21 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
     let list = check_flags(args)?;
     let output = output_path(args)?;
     let act = QuantSpec::new(args.act_bitwidth, schema(args.act_quantizer_schema));
-    let weight = QuantSpec::new(args.weights_bitwidth, schema(args.param_quantizer_schema));
+    let weight = QuantSpec {
+        restricted: restricted_steps(args, ui)?,
+        ..QuantSpec::new(args.weights_bitwidth, schema(args.param_quantizer_schema))
+    };
     let config = Config {
         act,
         weight,
         bias_bitwidth: args.bias_bitwidth,
         per_row_bias: args.enable_per_row_quantized_bias,
+        adjust_bias: args.adjust_bias_encoding,
     };
 
     let original = Model::load(&args.input_model)?;
     let (model, folded) = prepare(&original, &config)?;
-    let samples = model.samples(&list, &args.data)?;
+    let samples = model.samples(&list, &data_args(args, &model)?)?;
     let rules = RuleOptions {
         per_channel: args.use_per_channel_quantization,
         per_row: args.use_per_row_quantization,

@@ -23,6 +23,8 @@ pub struct Summary {
     /// reason → count, for float tensors left without an encoding.
     left_float: BTreeMap<&'static str, usize>,
     split_groups: Vec<(String, f64)>,
+    saturated_biases: Vec<(String, usize)>,
+    adjusted_weights: Vec<(String, usize)>,
     sqnr: Vec<OutputSqnr>,
     elapsed: Duration,
 }
@@ -70,6 +72,8 @@ impl Summary {
             by_origin,
             left_float,
             split_groups: a.split_groups.clone(),
+            saturated_biases: a.saturated_biases.clone(),
+            adjusted_weights: a.adjusted_weights.clone(),
             sqnr,
             elapsed,
         }
@@ -106,6 +110,15 @@ impl Summary {
                 "  groups     `{node}`: input ranges differ {ratio:.1}× in width (> {}×), each keeps its own encoding",
                 ptq_quant::GROUP_WIDTH_RATIO
             ));
+        }
+        for (bias, n) in &self.saturated_biases {
+            lines.push(format!(
+                "  warning    bias `{bias}`: {n} value(s) past its int32 range, clamped; \
+                 --adjust_bias_encoding widens per-channel weight scales to fit"
+            ));
+        }
+        for (weight, n) in &self.adjusted_weights {
+            lines.push(format!("  adjusted   `{weight}`: {n} channel scale(s) widened to fit their biases"));
         }
         for s in &self.sqnr {
             let note = if s.quantized { "" } else { " (float output)" };

@@ -178,3 +178,57 @@ fn a_failed_run_writes_nothing() {
     assert!(!work.path("q.onnx").exists() && !work.path("q_encoding.json").exists());
     work.assert_nothing_written();
 }
+
+#[test]
+fn restricted_steps_shape_the_weight_encodings() {
+    let mut work = Work::new();
+    let (mut cmd, _) = quantize(&mut work);
+    cmd.args([
+        "--weights_bitwidth",
+        "16",
+        "--restrict_quantization_steps",
+        "-0x8000 0x7F7F",
+        "--dump_encoding_json",
+    ]);
+    cmd.assert().success();
+    let doc = encodings(&work);
+    let w = entry(&doc, "param_encodings", "pwconv.weight");
+    assert_eq!((w["bw"].as_u64(), w["offset"][0].as_i64()), (Some(16), Some(-32768)));
+    // Δ = 2·absmax / 65407 instead of absmax / 32767 (pwconv has no BatchNormalization folded in).
+    let scale = w["scale"][0].as_f64().unwrap();
+    let bytes = fs::read(model("digits_cnn")).unwrap();
+    let m = ptq_onnx::decode(bytes.into(), &model("digits_cnn")).unwrap();
+    let t = m.graph.unwrap().initializer.into_iter().find(|t| t.name() == "pwconv.weight").unwrap();
+    let raw = t.raw_data.unwrap();
+    let absmax =
+        raw.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()).abs()).fold(0.0f32, f32::max);
+    assert!((scale - 2.0 * f64::from(absmax) / 65407.0).abs() < 1e-6 * scale, "{scale}");
+}
+
+#[test]
+fn malformed_restricted_steps_are_usage_errors() {
+    for value in ["-128 127", "0x80 0x7F", "-0x80", "-0x8000 0x7F7F"] {
+        let mut work = Work::new();
+        let (mut cmd, _) = quantize(&mut work);
+        cmd.args(["--restrict_quantization_steps", value]);
+        cmd.assert().code(2).stderr(contains("--restrict_quantization_steps"));
+        assert!(!work.path("q.onnx").exists());
+    }
+}
+
+#[test]
+fn restricted_steps_on_asymmetric_weights_are_ignored_with_a_warning() {
+    let mut work = Work::new();
+    let (mut cmd, _) = quantize(&mut work);
+    cmd.args(["--param_quantizer_schema", "asymmetric", "--restrict_quantization_steps", "-0x80 0x7F"]);
+    cmd.assert().success().stderr(contains("warning").and(contains("ignored")));
+}
+
+#[test]
+fn preserve_io_datatype_checks_its_names() {
+    let mut work = Work::new();
+    let (mut cmd, _) = quantize(&mut work);
+    cmd.args(["--preserve_io_datatype", "logits,nope"]).assert().code(2).stderr(contains("`nope`"));
+    let (mut cmd, _) = quantize(&mut work);
+    cmd.args(["--preserve_io_datatype", "input,logits"]).assert().success();
+}

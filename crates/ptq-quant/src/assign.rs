@@ -22,6 +22,8 @@ pub struct Config {
     pub bias_bitwidth: u8,
     /// Per-row Gemm/MatMul weights give per-row biases (`--enable_per_row_quantized_bias`).
     pub per_row_bias: bool,
+    /// Enlarge a per-channel weight scale until its int32 bias fits (`--adjust_bias_encoding`).
+    pub adjust_bias: bool,
 }
 
 /// The encodings and what the summary should say about them.
@@ -30,6 +32,10 @@ pub struct Assignment {
     pub encodings: Encodings,
     /// Groups left unmerged (node, width ratio between its widest and narrowest range).
     pub split_groups: Vec<(String, f64)>,
+    /// int32 biases with values past their range (bias, how many), clamped when baked.
+    pub saturated_biases: Vec<(String, usize)>,
+    /// Weights whose channel scales `--adjust_bias_encoding` enlarged (weight, how many channels).
+    pub adjusted_weights: Vec<(String, usize)>,
 }
 
 /// Computes every encoding. `observed` holds the calibrated range of every float tensor the
@@ -72,11 +78,59 @@ pub fn assign(
     }
     for (name, role) in &layout.roles {
         if let Role::Bias { input, weight, row_layer } = role {
-            let encoding = bias_encoding(graph, name, (input, weight, *row_layer), &out.encodings, config)?;
+            let (values, _) = constant_values(graph, name)?;
+            if config.adjust_bias {
+                let widened = fit_weight_to_bias(&values, input, weight, &mut out.encodings);
+                if widened > 0 {
+                    out.adjusted_weights.push((weight.clone(), widened));
+                }
+            }
+            let encoding = bias_encoding(&values, (input, weight, *row_layer), &out.encodings, config);
+            let over = saturated(&values, &encoding);
+            if over > 0 {
+                out.saturated_biases.push((name.clone(), over));
+            }
             out.encodings.tensors.insert(name.clone(), TensorEncoding { kind: Kind::Param, encoding });
         }
     }
     Ok(out)
+}
+
+/// Bias values whose integer lies outside the encoding's grid (they are clamped when baked).
+fn saturated(values: &[f32], e: &Encoding) -> usize {
+    let (lo, hi) = e.grid();
+    let channel = |i: usize| if e.scales.len() == values.len() { i } else { 0 };
+    values
+        .iter()
+        .enumerate()
+        .filter(|&(i, &v)| {
+            let q = (f64::from(v) / f64::from(e.scales[channel(i)])).round();
+            q < lo as f64 || q > hi as f64
+        })
+        .count()
+}
+
+/// `--adjust_bias_encoding` (spec §3.2, per-channel weights only): widens weight channel `c`
+/// until `|bias_c| ≤ s_in·s_w,c·(2^31 − 1)`, so the derived int32 bias holds it. Returns how
+/// many channels changed.
+fn fit_weight_to_bias(bias: &[f32], input: &str, weight: &str, encodings: &mut Encodings) -> usize {
+    let Some(s_in) = encodings.get(input).filter(|x| x.scales.len() == 1).map(|x| x.scales[0]) else {
+        return 0;
+    };
+    let Some(w) = encodings.tensors.get_mut(weight).map(|t| &mut t.encoding) else { return 0 };
+    if !w.is_per_channel() || w.scales.len() != bias.len() {
+        return 0;
+    }
+    let mut changed = 0;
+    for (s_w, &b) in w.scales.iter_mut().zip(bias) {
+        let needed = f64::from(b.abs()) / (f64::from(s_in) * f64::from(i32::MAX));
+        if f64::from(*s_w) < needed {
+            // One ulp above the bound, so rounding in the f32 product cannot undo it.
+            *s_w = f32::from_bits((needed as f32).to_bits() + 1);
+            changed += 1;
+        }
+    }
+    changed
 }
 
 fn is_constant(graph: &Graph, name: &str) -> bool {
@@ -220,23 +274,21 @@ fn weight_encoding(
 }
 
 fn bias_encoding(
-    graph: &Graph,
-    name: &str,
+    values: &[f32],
     (input, weight, row_layer): (&str, &str, bool),
     encodings: &Encodings,
     config: &Config,
-) -> Result<Encoding, Error> {
-    let (values, _) = constant_values(graph, name)?;
+) -> Encoding {
     let derived = match (config.bias_bitwidth, encodings.get(input), encodings.get(weight)) {
         (32, Some(x), Some(w)) if x.scales.len() == 1 => Some((x.scales[0], w)),
         _ => None,
     };
     let Some((input_scale, w)) = derived else {
-        let m = MinMax::of(&values);
+        let m = MinMax::of(values);
         let (lo, hi) = if m.is_empty() { (0.0, 0.0) } else { (f64::from(m.min), f64::from(m.max)) };
-        let spec = QuantSpec { bitwidth: config.bias_bitwidth, schema: Schema::Symmetric, strict: false };
+        let spec = QuantSpec::new(config.bias_bitwidth, Schema::Symmetric);
         let min_width = param_min_width(hi.max(0.0) - lo.min(0.0));
-        return Ok(Encoding::from_range_wider_than(lo, hi, min_width, &spec, Origin::Calibrated));
+        return Encoding::from_range_wider_than(lo, hi, min_width, &spec, Origin::Calibrated);
     };
     // Integer kernels accumulate input × weight products in int32 at scale s_in·s_w (spec §3.2).
     let per_channel =
@@ -246,14 +298,60 @@ fn bias_encoding(
     } else {
         vec![input_scale * w.scales.iter().copied().fold(0.0f32, f32::max)]
     };
-    Ok(Encoding {
+    Encoding {
         bitwidth: 32,
         signed: true,
         symmetric: true,
         strict: false,
+        restricted: None,
         zero_points: vec![0; scales.len()],
         axis: per_channel.then_some(0),
         scales,
         origin: Origin::Derived,
-    })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encodings(input_scale: f32, weight_scales: &[f32]) -> Encodings {
+        let spec = QuantSpec::new(8, Schema::Symmetric);
+        let mut e = Encodings::default();
+        let x = Encoding {
+            scales: vec![input_scale],
+            ..Encoding::from_range(0.0, 1.0, &spec, Origin::Calibrated)
+        };
+        let ranges: Vec<(f64, f64)> = weight_scales.iter().map(|_| (-1.0, 1.0)).collect();
+        let w = Encoding {
+            scales: weight_scales.to_vec(),
+            ..Encoding::from_ranges(&ranges, 0, &spec, Origin::Calibrated)
+        };
+        e.tensors.insert("x".into(), TensorEncoding { kind: Kind::Activation, encoding: x });
+        e.tensors.insert("w".into(), TensorEncoding { kind: Kind::Param, encoding: w });
+        e
+    }
+
+    /// A channel whose weights are ~1e-9 gets a scale so small that its bias cannot be an int32
+    /// at s_in·s_w; `--adjust_bias_encoding` widens just that channel until it fits.
+    #[test]
+    fn adjust_bias_widens_only_the_channels_that_overflow() {
+        let config = Config {
+            act: QuantSpec::new(8, Schema::Asymmetric),
+            weight: QuantSpec::new(8, Schema::Symmetric),
+            bias_bitwidth: 32,
+            per_row_bias: false,
+            adjust_bias: true,
+        };
+        let bias = [0.5f32, 100.0];
+        let mut e = encodings(0.01, &[0.01, 1e-11]);
+        let before = bias_encoding(&bias, ("x", "w", false), &e, &config);
+        assert_eq!(saturated(&bias, &before), 1);
+        assert_eq!(fit_weight_to_bias(&bias, "x", "w", &mut e), 1);
+        let w = e.get("w").unwrap();
+        assert_eq!(w.scales[0], 0.01);
+        assert!(w.scales[1] > 1e-11);
+        let after = bias_encoding(&bias, ("x", "w", false), &e, &config);
+        assert_eq!(saturated(&bias, &after), 0);
+    }
 }

@@ -50,6 +50,8 @@ pub struct Encoding {
     pub symmetric: bool,
     /// The signed grid without its most negative level (`[-127, 127]` at 8 bit).
     pub strict: bool,
+    /// A symmetric grid limited to `[min, max]` (`--restrict_quantization_steps`).
+    pub restricted: Option<(i64, i64)>,
     pub scales: Vec<f32>,
     /// ONNX zero points, one per scale.
     pub zero_points: Vec<i64>,
@@ -82,6 +84,7 @@ impl Encoding {
             signed,
             symmetric,
             strict: spec.strict && signed,
+            restricted: spec.restricted.filter(|_| signed),
             scales: vec![scale],
             zero_points: vec![zp],
             axis: None,
@@ -116,6 +119,7 @@ impl Encoding {
             signed,
             symmetric,
             strict: spec.strict && signed,
+            restricted: spec.restricted.filter(|_| signed),
             scales: parts.iter().map(|p| p.0).collect(),
             zero_points: parts.iter().map(|p| p.1).collect(),
             axis: Some(axis),
@@ -133,10 +137,15 @@ impl Encoding {
         if self.signed { (-(1i64 << (b - 1)), (1i64 << (b - 1)) - 1) } else { (0, (1i64 << b) - 1) }
     }
 
-    /// The grid the encoding was computed for: the storage range, minus the lowest level when strict.
+    /// The grid the encoding was computed for: the storage range, minus the lowest level when
+    /// strict, or the restricted range.
     pub fn grid(&self) -> (i64, i64) {
         let (lo, hi) = self.storage_range();
-        if self.strict { (lo + 1, hi) } else { (lo, hi) }
+        match self.restricted {
+            Some(r) => r,
+            None if self.strict => (lo + 1, hi),
+            None => (lo, hi),
+        }
     }
 
     /// The ONNX element type that stores this encoding's integers (2-bit: int8, DESIGN.md Decision 4).
@@ -165,7 +174,12 @@ impl Encoding {
             return -zp;
         }
         let half = 1i64 << (self.bitwidth - 1);
-        if self.strict { -zp - (half - 1) } else { -zp - half }
+        match self.restricted {
+            // Spec §3.2: the restricted grid's lowest level is its offset.
+            Some((lo, _)) => lo - zp,
+            None if self.strict => -zp - (half - 1),
+            None => -zp - half,
+        }
     }
 
     /// The representable range `[Δ·o, Δ·(o + steps)]` of channel `c`, as QNN reports it.
@@ -248,8 +262,13 @@ fn compute(min: f64, max: f64, min_width: f64, spec: &QuantSpec) -> (f32, i64, b
             spec.schema == Schema::UnsignedSymmetric,
         );
     }
-    let steps = ((1u64 << bits) - 1 - u64::from(spec.strict)) as f64;
     let absmax = lo.abs().max(hi.abs());
+    if let Some((qmin, qmax)) = spec.restricted {
+        // Spec §3.2 `--restrict_quantization_steps`: Δ = 2·absmax / (MAX − MIN).
+        let scale = 2.0 * absmax / (qmax - qmin) as f64;
+        return (finite_scale(scale, qmin.unsigned_abs().max(qmax.unsigned_abs()) as f64), 0, true, true);
+    }
+    let steps = ((1u64 << bits) - 1 - u64::from(spec.strict)) as f64;
     let scale = absmax / (steps / 2.0).floor();
     (finite_scale(scale, (steps / 2.0).ceil()), 0, true, true)
 }
@@ -259,7 +278,12 @@ mod tests {
     use super::*;
 
     fn enc(min: f64, max: f64, bits: u8, schema: Schema, strict: bool) -> Encoding {
-        Encoding::from_range(min, max, &QuantSpec { bitwidth: bits, schema, strict }, Origin::Calibrated)
+        Encoding::from_range(
+            min,
+            max,
+            &QuantSpec { strict, ..QuantSpec::new(bits, schema) },
+            Origin::Calibrated,
+        )
     }
 
     fn close(a: f64, b: f64) -> bool {
@@ -344,6 +368,7 @@ mod tests {
             signed: true,
             symmetric: true,
             strict: false,
+            restricted: None,
             scales: vec![1.0],
             zero_points: vec![0],
             axis: None,
@@ -361,6 +386,17 @@ mod tests {
     fn infinite_statistics_are_clamped_to_float_max() {
         let e = enc(f64::NEG_INFINITY, 1.0, 8, Schema::Asymmetric, false);
         assert!(e.scales[0].is_finite());
+    }
+
+    /// `--restrict_quantization_steps "-0x8000 0x7F7F"` on 16-bit weights: 65407 steps over
+    /// [−absmax, absmax], integers clamped to the restricted grid, offset −32768.
+    #[test]
+    fn restricted_steps_spread_the_range_over_the_given_grid() {
+        let spec = QuantSpec { restricted: Some((-0x8000, 0x7F7F)), ..QuantSpec::new(16, Schema::Symmetric) };
+        let e = Encoding::from_range(-1.0, 0.5, &spec, Origin::Calibrated);
+        assert!(close(f64::from(e.scales[0]), 2.0 / 65407.0));
+        assert_eq!((e.grid(), e.qnn_offset(0)), ((-0x8000, 0x7F7F), -32768));
+        assert_eq!(e.quantize(0, 1.0), 0x7F7F);
     }
 
     /// anchors.md pattern 1: a [−FLT_MAX, 0] range at 16 bits must dequantize its end finitely.

@@ -36,10 +36,13 @@ pub struct QuantSpec {
     pub schema: Schema,
     /// Symmetric grids drop their most negative level (`[-127, 127]` at 8 bit), spec §3.1.
     pub strict: bool,
+    /// Symmetric grids limited to `[min, max]` (`--restrict_quantization_steps`, spec §3.2):
+    /// the scale spreads the range over `max − min` steps.
+    pub restricted: Option<(i64, i64)>,
 }
 
 impl QuantSpec {
     pub fn new(bitwidth: u8, schema: Schema) -> Self {
-        QuantSpec { bitwidth, schema, strict: false }
+        QuantSpec { bitwidth, schema, strict: false, restricted: None }
     }
 }
