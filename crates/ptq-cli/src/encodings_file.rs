@@ -35,6 +35,9 @@ pub fn write_outputs(model: &ModelProto, source_dir: &Path, output: &Path, json:
             .with_context(|| format!("cannot create the folder of {}", output.display()))?;
     }
     let json_path = encodings_path(output);
+    crate::interrupt::register_temp_files(
+        output.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")),
+    );
     if let Some(text) = json {
         write_atomic(&json_path, text.as_bytes())?;
     }
@@ -50,8 +53,11 @@ pub fn write_outputs(model: &ModelProto, source_dir: &Path, output: &Path, json:
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let fail = || format!("cannot write {}", path.display());
-    let mut tmp =
-        tempfile::Builder::new().prefix(".ptq-").suffix(".tmp").tempfile_in(dir).with_context(fail)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&ptq_onnx::temp_prefix())
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(fail)?;
     tmp.write_all(bytes).with_context(fail)?;
     #[cfg(unix)]
     {

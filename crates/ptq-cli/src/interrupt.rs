@@ -9,6 +9,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static IN_FLIGHT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Folders where this process writes `ptq_onnx::temp_prefix()` files before renaming them.
+static TEMP_FILES_IN: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Installs the handler; call once at start.
@@ -19,6 +21,14 @@ pub fn install() {
         if let Ok(paths) = IN_FLIGHT.lock() {
             for p in paths.iter() {
                 remove_while_written(p);
+            }
+        }
+        if let Ok(dirs) = TEMP_FILES_IN.lock() {
+            let prefix = ptq_onnx::temp_prefix();
+            for entry in dirs.iter().filter_map(|d| std::fs::read_dir(d).ok()).flatten().flatten() {
+                if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
             }
         }
         eprintln!("interrupted: nothing was written");
@@ -33,6 +43,13 @@ pub fn wait_if_interrupted() {
         loop {
             std::thread::park();
         }
+    }
+}
+
+/// Ctrl-C also removes this process's temporary files in `dir`.
+pub fn register_temp_files(dir: &Path) {
+    if let Ok(mut dirs) = TEMP_FILES_IN.lock() {
+        dirs.push(dir.to_owned());
     }
 }
 

@@ -87,9 +87,16 @@ pub fn save(model: &ModelProto, source_dir: &Path, path: &Path) -> Result<(), Er
     Ok(())
 }
 
+/// The name prefix of this process's temporary files: a folder's half-written files can be
+/// found (and removed on Ctrl-C) without touching another process's.
+pub fn temp_prefix() -> String {
+    format!(".ptq-{}-", std::process::id())
+}
+
 fn write_temp(dir: &Path, target: &Path, bytes: &[u8]) -> Result<(tempfile::NamedTempFile, PathBuf), Error> {
     let err = |err| Error::Write { path: target.to_owned(), err };
-    let mut tmp = tempfile::Builder::new().prefix(".ptq-").suffix(".tmp").tempfile_in(dir).map_err(err)?;
+    let mut tmp =
+        tempfile::Builder::new().prefix(&temp_prefix()).suffix(".tmp").tempfile_in(dir).map_err(err)?;
     tmp.write_all(bytes).map_err(err)?;
     tmp.as_file().sync_all().map_err(err)?;
     set_readable(tmp.as_file()).map_err(err)?;

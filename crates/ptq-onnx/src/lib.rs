@@ -21,7 +21,7 @@ mod io;
 
 pub use error::Error;
 pub use external::{is_external, tensor_bytes};
-pub use io::{Loaded, decode, encode, load, save};
+pub use io::{Loaded, decode, encode, load, save, temp_prefix};
 
 /// The generated ONNX protobuf types (package `onnx`).
 pub mod proto {
