@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use ptq_data::Samples;
 use ptq_engine::{Engine, TractEngine, run_samples};
 use ptq_export::{Simulation, qdq_model, required_opset, simulation_model};
-use ptq_ir::DataType;
+use ptq_ir::{DataType, Tensor};
 use ptq_quant::rules::{Layout, RuleOptions, layout};
 use ptq_quant::{Config, Encodings, MinMax, QuantSpec, Schema, assign};
 
@@ -161,20 +161,28 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
         adjust_bias: args.adjust_bias_encoding,
     };
 
-    let original = Model::load(&args.input_model)?;
-    let (model, folded) = prepare(&original, &config)?;
+    let stage =
+        |name: &str, since: Instant| ui.detail(&format!("{name}: {:.3} s", since.elapsed().as_secs_f64()));
+    let t = Instant::now();
+    let (model, folded) = prepare(&Model::load(&args.input_model)?, &config)?;
     let samples = model.samples(&list, &data_args(args, &model)?)?;
+    stage("load, convert, fold", t);
     let rules = RuleOptions {
         per_channel: args.use_per_channel_quantization,
         per_row: args.use_per_row_quantization,
     };
     let layout = layout(&model.graph, rules);
-    let ranges = calibrate(&model, &samples, &layout, ui)?;
+    let t = Instant::now();
+    let (ranges, reference) = calibrate(&model, &samples, &layout, SQNR_SAMPLES, ui)?;
+    stage("calibrate", t);
+    let t = Instant::now();
     let assignment = assign(&model.graph, &layout, &ranges, &config)?;
     let encodings = &assignment.encodings;
-
     let qdq = qdq_model(&model.loaded.model, &model.graph, encodings)?;
-    let sqnr = measure_sqnr(&original, &model, &samples.first(SQNR_SAMPLES), encodings)?;
+    stage("encodings and QDQ model", t);
+    let t = Instant::now();
+    let sqnr = measure_sqnr(&model, &samples.first(SQNR_SAMPLES), encodings, &reference)?;
+    stage("simulate for SQNR", t);
 
     let json = args.dump_encoding_json.then(|| crate::encodings_file::render(encodings, args)).transpose()?;
     crate::encodings_file::write_outputs(&qdq, model.dir(), &output, json.as_deref())?;
@@ -204,19 +212,28 @@ fn prepare(original: &Model, config: &Config) -> Result<(Model, usize)> {
     Ok((Model::new(loaded)?, folded.folded.len()))
 }
 
-/// Runs every sample and returns the range of every float tensor the layout calibrates.
-fn calibrate(model: &Model, samples: &Samples, layout: &Layout, ui: &Ui) -> Result<BTreeMap<String, MinMax>> {
-    let observed: Vec<String> = layout
-        .classes
-        .iter()
-        .flat_map(|c| &c.members)
-        .filter(|m| model.graph.tensor(m).is_some_and(|t| !t.is_constant()))
-        .cloned()
-        .collect();
+/// Runs every sample and returns the range of every float tensor the layout calibrates, and
+/// the graph outputs of the first `keep` samples (the float reference of the closing SQNR).
+fn calibrate(
+    model: &Model,
+    samples: &Samples,
+    layout: &Layout,
+    keep: usize,
+    ui: &Ui,
+) -> Result<(BTreeMap<String, MinMax>, Vec<Vec<Tensor>>)> {
+    let outputs = &model.graph.outputs;
+    let mut observed: Vec<String> = outputs.clone();
+    let members = layout.classes.iter().flat_map(|c| &c.members);
+    observed.extend(
+        members
+            .filter(|m| !outputs.contains(m) && model.graph.tensor(m).is_some_and(|t| !t.is_constant()))
+            .cloned(),
+    );
     let engine = TractEngine::new(&model.bytes, model.dir(), samples.inputs(), &observed)?;
     let ranges = Mutex::new(vec![None::<MinMax>; observed.len()]);
+    let reference = Mutex::new(vec![Vec::new(); keep.min(samples.len())]);
     let progress = Progress::new(ui, "calibrating", samples.len());
-    run_samples(&engine, samples, |_, sample, tensors| -> Result<()> {
+    run_samples(&engine, samples, |i, sample, mut tensors| -> Result<()> {
         for (file, count) in &sample.nonfinite {
             ui.warn(&format!(
                 "{} holds {count} NaN/Inf values (continuing: --allow_nonfinite)",
@@ -228,6 +245,10 @@ fn calibrate(model: &Model, samples: &Samples, layout: &Layout, ui: &Ui) -> Resu
             .iter()
             .map(|t| (t.dtype == DataType::Float).then(|| MinMax::of(&t.to_f32().unwrap_or_default())))
             .collect();
+        if i < keep {
+            tensors.truncate(outputs.len());
+            reference.lock().expect("no worker panics while holding the lock")[i] = tensors;
+        }
         let mut ranges = ranges.lock().expect("no worker panics while holding the lock");
         for (acc, s) in ranges.iter_mut().zip(seen) {
             if let Some(s) = s {
@@ -239,30 +260,30 @@ fn calibrate(model: &Model, samples: &Samples, layout: &Layout, ui: &Ui) -> Resu
     })?;
     progress.finish();
     let ranges = ranges.into_inner().expect("workers are done");
-    Ok(engine.observed().iter().cloned().zip(ranges).filter_map(|(n, r)| r.map(|r| (n, r))).collect())
+    let ranges =
+        engine.observed().iter().cloned().zip(ranges).filter_map(|(n, r)| r.map(|r| (n, r))).collect();
+    Ok((ranges, reference.into_inner().expect("workers are done")))
 }
 
-/// SQNR of each graph output of the simulated model against the float model (models/README.md).
+/// SQNR of each graph output of the simulated model against the float model's `reference`
+/// outputs of the same samples (models/README.md definition).
 fn measure_sqnr(
-    original: &Model,
     model: &Model,
     samples: &Samples,
     encodings: &Encodings,
+    reference: &[Vec<Tensor>],
 ) -> Result<Vec<OutputSqnr>> {
-    let outputs = model.graph.outputs.clone();
-    let float = TractEngine::new(&original.bytes, original.dir(), samples.inputs(), &outputs)?;
+    let outputs = &model.graph.outputs;
     let Simulation { model: sim_model, observe_as } =
         simulation_model(&model.loaded.model, &model.graph, encodings)?;
     let sim_names: Vec<String> =
         outputs.iter().map(|o| observe_as.get(o).cloned().unwrap_or_else(|| o.clone())).collect();
     let sim = TractEngine::new(&ptq_onnx::encode(&sim_model), model.dir(), samples.inputs(), &sim_names)
         .context("preparing the simulated model")?;
-    // (Σx², Σ(x−x̂)²) per output, summed in sample order for determinism.
+    // (Σx², Σ(x−x̂)²) per output and sample, summed in sample order for determinism.
     let per_sample = Mutex::new(vec![Vec::new(); samples.len()]);
-    run_samples(&float, samples, |i, sample, reference| -> Result<()> {
-        let mut runner = sim.runner()?;
-        let simulated = runner.run(&sample.tensors)?;
-        let sums: Vec<Option<(f64, f64)>> = reference
+    run_samples(&sim, samples, |i, _, simulated| -> Result<()> {
+        let sums: Vec<Option<(f64, f64)>> = reference[i]
             .iter()
             .zip(&simulated)
             .map(|(x, y)| {
