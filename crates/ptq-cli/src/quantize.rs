@@ -173,7 +173,7 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
     };
     let layout = layout(&model.graph, rules);
     let t = Instant::now();
-    let (ranges, reference) = calibrate(&model, &samples, &layout, SQNR_SAMPLES, ui)?;
+    let Calibration { ranges, reference } = calibrate(&model, &samples, &layout, SQNR_SAMPLES, ui)?;
     stage("calibrate", t);
     let t = Instant::now();
     let assignment = assign(&model.graph, &layout, &ranges, &config)?;
@@ -212,15 +212,15 @@ fn prepare(original: &Model, config: &Config) -> Result<(Model, usize)> {
     Ok((Model::new(loaded)?, folded.folded.len()))
 }
 
-/// Runs every sample and returns the range of every float tensor the layout calibrates, and
-/// the graph outputs of the first `keep` samples (the float reference of the closing SQNR).
-fn calibrate(
-    model: &Model,
-    samples: &Samples,
-    layout: &Layout,
-    keep: usize,
-    ui: &Ui,
-) -> Result<(BTreeMap<String, MinMax>, Vec<Vec<Tensor>>)> {
+/// What calibration saw: the range of every float tensor the layout calibrates, and the graph
+/// outputs of the first samples (the float reference of the closing SQNR).
+struct Calibration {
+    ranges: BTreeMap<String, MinMax>,
+    reference: Vec<Vec<Tensor>>,
+}
+
+/// Runs every sample, keeping the graph outputs of the first `keep`.
+fn calibrate(model: &Model, samples: &Samples, layout: &Layout, keep: usize, ui: &Ui) -> Result<Calibration> {
     let outputs = &model.graph.outputs;
     let mut observed: Vec<String> = outputs.clone();
     let members = layout.classes.iter().flat_map(|c| &c.members);
@@ -262,7 +262,7 @@ fn calibrate(
     let ranges = ranges.into_inner().expect("workers are done");
     let ranges =
         engine.observed().iter().cloned().zip(ranges).filter_map(|(n, r)| r.map(|r| (n, r))).collect();
-    Ok((ranges, reference.into_inner().expect("workers are done")))
+    Ok(Calibration { ranges, reference: reference.into_inner().expect("workers are done") })
 }
 
 /// SQNR of each graph output of the simulated model against the float model's `reference`
