@@ -215,37 +215,6 @@ impl Op for FakeQuant {
     op_as_typed_op!();
 }
 
-#[cfg(test)]
-mod tests {
-    use super::FakeQuant;
-
-    /// The fast rounding equals `round_ties_even` on ties, near-ties, signs, saturation and
-    /// 16-bit grids.
-    #[test]
-    fn apply_equals_the_plain_formula() {
-        let plain =
-            |x: f32, s: f32, zp: f32, lo: f32, hi: f32| ((x / s).round_ties_even() + zp).clamp(lo, hi);
-        let mut x = -70_000.0f32;
-        while x < 70_000.0 {
-            for (s, zp, lo, hi) in
-                [(1.0, 0.0, -32768.0, 32767.0), (0.5, 128.0, 0.0, 255.0), (0.1, 3.0, -128.0, 127.0)]
-            {
-                for v in [x, x + 0.5, x - 0.5, f32::from_bits(x.to_bits() + 1)] {
-                    let expected = (plain(v, s, zp, lo, hi) - zp) * s;
-                    assert_eq!(
-                        FakeQuant::apply(v, s, zp, lo, hi).to_bits(),
-                        expected.to_bits(),
-                        "{v} {s} {zp}"
-                    );
-                }
-            }
-            x += 0.25 + x.abs() / 1000.0;
-        }
-        assert!(FakeQuant::apply(f32::NAN, 1.0, 0.0, 0.0, 255.0).is_nan());
-        assert_eq!(FakeQuant::apply(f32::INFINITY, 1.0, 0.0, 0.0, 255.0), 255.0);
-    }
-}
-
 impl EvalOp for FakeQuant {
     op_out_of_plan!();
 
@@ -299,4 +268,35 @@ impl TypedOp for FakeQuant {
     }
 
     as_op!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FakeQuant;
+
+    /// The fast rounding equals `round_ties_even` on ties, near-ties, signs, saturation and
+    /// 16-bit grids.
+    #[test]
+    fn apply_equals_the_plain_formula() {
+        let plain =
+            |x: f32, s: f32, zp: f32, lo: f32, hi: f32| ((x / s).round_ties_even() + zp).clamp(lo, hi);
+        let mut x = -70_000.0f32;
+        while x < 70_000.0 {
+            for (s, zp, lo, hi) in
+                [(1.0, 0.0, -32768.0, 32767.0), (0.5, 128.0, 0.0, 255.0), (0.1, 3.0, -128.0, 127.0)]
+            {
+                for v in [x, x + 0.5, x - 0.5, f32::from_bits(x.to_bits() + 1)] {
+                    let expected = (plain(v, s, zp, lo, hi) - zp) * s;
+                    assert_eq!(
+                        FakeQuant::apply(v, s, zp, lo, hi).to_bits(),
+                        expected.to_bits(),
+                        "{v} {s} {zp}"
+                    );
+                }
+            }
+            x += 0.25 + x.abs() / 1000.0;
+        }
+        assert!(FakeQuant::apply(f32::NAN, 1.0, 0.0, 0.0, 255.0).is_nan());
+        assert_eq!(FakeQuant::apply(f32::INFINITY, 1.0, 0.0, 0.0, 255.0), 255.0);
+    }
 }
