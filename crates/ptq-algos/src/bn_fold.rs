@@ -14,7 +14,7 @@
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
-use ptq_ir::{DataType, Graph, Node, Patch, Source, Tensor};
+use ptq_ir::{DataType, Graph, Node, Patch, Source, Tensor, get_int};
 use ptq_onnx::proto::{ModelProto, NodeProto, TensorProto};
 
 use crate::Error;
@@ -147,10 +147,11 @@ fn plan(graph: &Graph, bn: &Node, taken: &mut BTreeSet<String>) -> Result<Result
         return Ok(Err(format!("it has {} inputs, expected X, scale, B, mean, var", bn.inputs.len())));
     }
     let outputs: Vec<&String> = bn.outputs.iter().filter(|o| !o.is_empty()).collect();
-    if outputs.len() != 1 || bn.outputs[0].is_empty() || int_attr(bn_proto, "training_mode", 0) != 0 {
+    if outputs.len() != 1 || bn.outputs[0].is_empty() || get_int(bn_proto, "training_mode").unwrap_or(0) != 0
+    {
         return Ok(Err("it is in training form (running statistics as outputs)".into()));
     }
-    if int_attr(bn_proto, "spatial", 1) == 0 {
+    if get_int(bn_proto, "spatial").unwrap_or(1) == 0 {
         return Ok(Err("it has spatial=0 (statistics per activation, not per channel)".into()));
     }
     let epsilon = f64::from(float_attr(bn_proto, "epsilon", 1e-5));
@@ -163,13 +164,13 @@ fn plan(graph: &Graph, bn: &Node, taken: &mut BTreeSet<String>) -> Result<Result
     let kind = match (is_default_domain(layer), layer.op_type.as_str()) {
         (true, "Conv") => Layer::Conv,
         (true, "ConvTranspose") => {
-            let group = int_attr(layer_proto, "group", 1);
+            let group = get_int(layer_proto, "group").unwrap_or(1);
             match usize::try_from(group) {
                 Ok(g) if g >= 1 => Layer::ConvTranspose { group: g },
                 _ => return Ok(Err(format!("ConvTranspose `{}` has group={group}", layer.display_name()))),
             }
         }
-        (true, "Gemm") => Layer::Gemm { trans_b: int_attr(layer_proto, "transB", 0) != 0 },
+        (true, "Gemm") => Layer::Gemm { trans_b: get_int(layer_proto, "transB").unwrap_or(0) != 0 },
         _ => {
             return Ok(Err(format!(
                 "its input `{x}` comes from {} `{}`, not a Conv, ConvTranspose or Gemm",
@@ -393,10 +394,6 @@ fn fresh_name(graph: &Graph, taken: &mut BTreeSet<String>, wanted: &str) -> Stri
     };
     taken.insert(name.clone());
     name
-}
-
-fn int_attr(node: &NodeProto, name: &str, default: i64) -> i64 {
-    node.attribute.iter().find(|a| a.name() == name).map_or(default, |a| a.i())
 }
 
 fn float_attr(node: &NodeProto, name: &str, default: f32) -> f32 {

@@ -14,8 +14,8 @@
 
 use std::collections::BTreeSet;
 
-use ptq_ir::{DataType, Graph, Node, Patch, Source};
-use ptq_onnx::proto::{AttributeProto, ModelProto, NodeProto, TensorProto, attribute_proto::AttributeType};
+use ptq_ir::{DataType, Graph, Node, Patch, Source, int_attribute};
+use ptq_onnx::proto::{ModelProto, NodeProto, TensorProto};
 
 use crate::Error;
 use crate::qdq::remove_constant;
@@ -91,7 +91,11 @@ pub fn lower_qdq(model: &ModelProto, graph: &Graph) -> Result<Lowered, Error> {
                 domain: Some(FAKE_QUANT_DOMAIN.into()),
                 input: vec![x.clone(), scale.name().to_owned(), zp.name().to_owned()],
                 output: vec![y.clone()],
-                attribute: vec![int_attr("qmin", lo), int_attr("qmax", hi), int_attr("axis", axis)],
+                attribute: vec![
+                    int_attribute("qmin", lo),
+                    int_attribute("qmax", hi),
+                    int_attribute("axis", axis),
+                ],
                 ..Default::default()
             };
             patch.remove_node(d.index).insert_after(Some(d.index), node);
@@ -147,21 +151,8 @@ fn is_op(n: &Node, op: &str) -> bool {
     n.op_type == op && (n.domain.is_empty() || n.domain == "ai.onnx")
 }
 
-fn int_attr(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::Int as i32),
-        i: Some(v),
-        ..Default::default()
-    }
-}
-
-fn attr(graph: &Graph, node: &Node, name: &str) -> Option<i64> {
-    graph.proto().node[node.index].attribute.iter().find(|a| a.name() == name).map(|a| a.i())
-}
-
 fn block_size(graph: &Graph, node: &Node) -> i64 {
-    attr(graph, node, "block_size").unwrap_or(0)
+    graph.int_attr(node, "block_size").unwrap_or(0)
 }
 
 fn node_error(node: &Node, reason: String) -> Error {
@@ -259,7 +250,8 @@ fn params(graph: &Graph, node: &Node, input_dtype: Option<DataType>) -> Result<O
             (values, dtype)
         }
         None => {
-            let declared = attr(graph, node, "output_dtype")
+            let declared = graph
+                .int_attr(node, "output_dtype")
                 .filter(|&c| c != 0)
                 .and_then(|c| DataType::from_onnx(c as i32));
             (Vec::new(), input_dtype.or(declared).unwrap_or(DataType::Uint8))
@@ -273,7 +265,7 @@ fn params(graph: &Graph, node: &Node, input_dtype: Option<DataType>) -> Result<O
         scale_shape: scale.shape,
         zero_point,
         dtype,
-        axis: attr(graph, node, "axis").unwrap_or(1),
+        axis: graph.int_attr(node, "axis").unwrap_or(1),
     }))
 }
 

@@ -1,7 +1,7 @@
 //! The QDQ ONNX model (DESIGN.md Decisions 3, 4, 8).
 
-use ptq_ir::{Graph, Patch, Source};
-use ptq_onnx::proto::{AttributeProto, ModelProto, NodeProto, attribute_proto::AttributeType};
+use ptq_ir::{Graph, Patch, Source, int_attribute};
+use ptq_onnx::proto::{ModelProto, NodeProto};
 use ptq_quant::{Encoding, Kind};
 
 use crate::values::{float_constant, int_tensor, quantized, scale_and_zero_point};
@@ -20,15 +20,7 @@ pub(crate) fn node(name: &str, op: &str, inputs: &[&str], output: &str, axis: Op
         op_type: Some(op.to_owned()),
         input: inputs.iter().map(|s| s.to_string()).collect(),
         output: vec![output.to_owned()],
-        attribute: axis
-            .map(|a| AttributeProto {
-                name: Some("axis".into()),
-                r#type: Some(AttributeType::Int as i32),
-                i: Some(a as i64),
-                ..Default::default()
-            })
-            .into_iter()
-            .collect(),
+        attribute: axis.map(|a| int_attribute("axis", a as i64)).into_iter().collect(),
         ..Default::default()
     }
 }

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use ptq_ir::{Graph, Patch};
-use ptq_onnx::proto::{AttributeProto, ModelProto, NodeProto, attribute_proto::AttributeType};
+use ptq_ir::{Graph, Patch, int_attribute};
+use ptq_onnx::proto::{ModelProto, NodeProto};
 use ptq_quant::{Encoding, Kind};
 
 use crate::qdq::{after_producer, remove_constant};
@@ -24,15 +24,6 @@ impl Simulation {
     /// The name to observe for original tensor `tensor`.
     pub fn name_of<'a>(&'a self, tensor: &'a str) -> &'a str {
         self.observe_as.get(tensor).map(String::as_str).unwrap_or(tensor)
-    }
-}
-
-fn int_attr(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::Int as i32),
-        i: Some(v),
-        ..Default::default()
     }
 }
 
@@ -65,9 +56,9 @@ fn fake_quant(graph: &Graph, patch: &mut Patch, name: &str, e: &Encoding) -> Str
     let (scale, zp) = scale_and_zero_point(name, e, true);
     let sim = format!("{name}_ptq_sim");
     let (lo, hi) = e.storage_range();
-    let mut attribute = vec![int_attr("qmin", lo), int_attr("qmax", hi)];
+    let mut attribute = vec![int_attribute("qmin", lo), int_attribute("qmax", hi)];
     if let Some(axis) = e.axis {
-        attribute.push(int_attr("axis", axis as i64));
+        attribute.push(int_attribute("axis", axis as i64));
     }
     let node = NodeProto {
         name: Some(format!("{name}_ptq_fq")),

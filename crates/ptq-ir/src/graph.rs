@@ -221,6 +221,11 @@ impl Graph {
         }
     }
 
+    /// The INT attribute `name` of `node`.
+    pub fn int_attr(&self, node: &Node, name: &str) -> Option<i64> {
+        crate::get_int(&self.graph.node[node.index], name)
+    }
+
     /// Op type → count, over the main graph.
     pub fn op_histogram(&self) -> BTreeMap<String, usize> {
         let mut h = BTreeMap::new();

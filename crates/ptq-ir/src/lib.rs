@@ -7,6 +7,7 @@
 //! [`upgrade_opset`] converts a model's default ONNX domain to a newer opset, rewriting every node
 //! whose operator changed in between.
 
+mod attribute;
 mod constant;
 mod dtype;
 mod error;
@@ -16,6 +17,7 @@ mod patch;
 mod shape;
 mod tensor;
 
+pub use attribute::{get_int, int_attribute};
 pub use constant::tensor_from_proto;
 pub use dtype::DataType;
 pub use error::Error;

@@ -464,14 +464,7 @@ fn set_attr(node: &mut NodeProto, value: AttributeProto) {
     }
 }
 
-fn int_attr(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::Int as i32),
-        i: Some(v),
-        ..Default::default()
-    }
-}
+pub(crate) use crate::attribute::int_attribute as int_attr;
 
 fn string_attr(name: &str, v: &str) -> AttributeProto {
     AttributeProto {

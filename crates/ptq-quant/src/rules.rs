@@ -122,14 +122,13 @@ fn weight_slots(
     graph: &Graph,
     opts: RuleOptions,
 ) -> Option<(usize, Option<usize>, usize, bool)> {
-    let attr_int = |name: &str| {
-        graph.proto().node[node.index].attribute.iter().find(|a| a.name() == name).map(|a| a.i())
-    };
     match node.op_type.as_str() {
         "Conv" => Some((1, Some(2), 0, opts.per_channel)),
         // ConvTranspose weights are [I, O/g, kH, kW]: output channels on axis 1.
         "ConvTranspose" => Some((1, Some(2), 1, opts.per_channel)),
-        "Gemm" => Some((1, Some(2), if attr_int("transB") == Some(1) { 0 } else { 1 }, opts.per_row)),
+        "Gemm" => {
+            Some((1, Some(2), if graph.int_attr(node, "transB") == Some(1) { 0 } else { 1 }, opts.per_row))
+        }
         "MatMul" => {
             let rank = graph.tensor(node.inputs.get(1)?)?.shape.as_ref()?.len();
             (rank == 2).then_some((1, None, 1, opts.per_row))
