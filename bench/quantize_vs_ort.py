@@ -21,18 +21,18 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "interop"))
-from check_run import MODELS, input_specs, model_dirs  # noqa: E402
+from zoo import MODELS, dims_args, input_specs, model_dirs  # noqa: E402
 
 ORT_SCRIPT = r'''
-import sys, numpy as np
+import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[3])
-from check_run import input_specs, load_input, read_list
+from zoo import input_specs, load_feeds
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 d, out = Path(sys.argv[1]), sys.argv[2]
 specs = input_specs(d)
-feeds = [{n: load_input(p, specs[n][0], specs[n][1]) for n, p in s.items()} for s in read_list(d / "calib.txt", list(specs))]
+feeds = load_feeds(d, specs, "calib.txt")
 class R(CalibrationDataReader):
     def __init__(self): self.it = iter(feeds)
     def get_next(self): return next(self.it, None)
@@ -69,12 +69,8 @@ def main():
     print("|---|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory(prefix="ptq-bench-") as tmp:
         for d in dirs:
-            dims = []
-            for name, (_, shape, symbolic) in input_specs(d).items():
-                if symbolic:
-                    dims += ["--input_dimensions", f"{name}={','.join(map(str, shape))}"]
             ptq = [str(args.ptq), "quantize", "--input_model", str(d / "model.onnx"), "--input_list",
-                   str(d / "calib.txt"), "--output_model", f"{tmp}/ptq.onnx", "-q", *dims]
+                   str(d / "calib.txt"), "--output_model", f"{tmp}/ptq.onnx", "-q", *dims_args(input_specs(d))]
             ort = [args.python, "-c", ORT_SCRIPT, str(d), f"{tmp}/ort.onnx", str(REPO / "tests" / "interop")]
             ours, theirs = [], []
             for _ in range(args.runs):

@@ -39,7 +39,8 @@ import onnxruntime as ort
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "interop"))
-from check_run import MODELS, input_specs, load_input, model_dirs, ptq_run_command, read_list  # noqa: E402
+from check_run import ptq_run_command  # noqa: E402
+from zoo import MODELS, input_specs, load_input, model_dirs, read_list  # noqa: E402
 
 SUMMARY = re.compile(r"\(([0-9.]+) ms per sample on ([0-9]+) threads?\)")
 

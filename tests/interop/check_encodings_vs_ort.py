@@ -30,7 +30,7 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check_run import MODELS, REPO, input_specs, load_input, read_list  # noqa: E402
+from zoo import MODELS, REPO, dims_args, input_specs, load_feeds  # noqa: E402
 
 DEFAULT_MODELS = ["digits_cnn", "ppocr_cls"]
 REL_TOL = 1e-4
@@ -44,13 +44,6 @@ class Reader(CalibrationDataReader):
         return next(self.it, None)
 
 
-def calib_feeds(model_dir, specs):
-    return [
-        {name: load_input(p, specs[name][0], specs[name][1]) for name, p in sample.items()}
-        for sample in read_list(model_dir / "calib.txt", list(specs))
-    ]
-
-
 def ort_encodings(model_dir, specs, tmp):
     """{tensor: (scale, zero point)} of onnxruntime's per-tensor QDQ model."""
     pre = tmp / "pre.onnx"
@@ -59,7 +52,8 @@ def ort_encodings(model_dir, specs, tmp):
     except Exception:  # symbolic shape inference fails on some models (anchors.md)
         quant_pre_process(str(model_dir / "model.onnx"), str(pre), skip_symbolic_shape=True)
     out = tmp / "ort.onnx"
-    quantize_static(str(pre), str(out), Reader(calib_feeds(model_dir, specs)), quant_format=QuantFormat.QDQ,
+    calib = load_feeds(model_dir, specs, "calib.txt")
+    quantize_static(str(pre), str(out), Reader(calib), quant_format=QuantFormat.QDQ,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=False)
     graph = onnx.load(str(out)).graph
     consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
@@ -85,10 +79,8 @@ def ort_encodings(model_dir, specs, tmp):
 def ptq_encodings(ptq, model_dir, specs, tmp):
     out = tmp / "ptq.onnx"
     cmd = [str(ptq), "quantize", "--input_model", str(model_dir / "model.onnx"),
-           "--input_list", str(model_dir / "calib.txt"), "--output_model", str(out), "--dump_encoding_json"]
-    for name, (_, shape, symbolic) in specs.items():
-        if symbolic:
-            cmd += ["--input_dimensions", f"{name}={','.join(map(str, shape))}"]
+           "--input_list", str(model_dir / "calib.txt"), "--output_model", str(out), "--dump_encoding_json",
+           *dims_args(specs)]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     doc = json.loads((tmp / "ptq_encoding.json").read_text())
     found = {}

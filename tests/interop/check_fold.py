@@ -17,7 +17,6 @@ Build the example first:
 Usage: check_fold.py --bin <target>/debug/examples/fold_bn [--models DIR]
 """
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -27,54 +26,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-REPO = Path(__file__).resolve().parents[2]
-MODELS = REPO.parent / "shared" / "models"
+from zoo import MODELS, input_specs, load_input, read_list, session
+
 MODEL_NAMES = ["digits_cnn", "ppocr_cls", "ppocr_det"]
 N_SAMPLES = 4
 REL_TOL = 1e-4
 ABS_TOL_AT_ZERO = 1e-6
-
-
-def input_specs(model_dir):
-    """{input name: (numpy dtype, fed shape)} for the inputs fed at run time."""
-    fed = json.loads((model_dir / "float_reference.json").read_text())["fed_shapes"]
-    graph = onnx.load(str(model_dir / "model.onnx"), load_external_data=False).graph
-    initializers = {t.name for t in graph.initializer}
-    return {
-        inp.name: (onnx.helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type), fed[inp.name])
-        for inp in graph.input
-        if inp.name not in initializers
-    }
-
-
-def read_list(list_path, names):
-    """The samples of a qnn-net-run input list: one {input name: Path} per line."""
-    samples = []
-    for line in list_path.read_text().splitlines():
-        line = line.strip()
-        if not line or line[0] in "#%":
-            continue
-        tokens = line.split()
-        if len(names) == 1 and len(tokens) == 1 and ":=" not in tokens[0]:
-            pairs = {names[0]: tokens[0]}
-        else:
-            pairs = dict(t.split(":=", 1) for t in tokens)
-        samples.append({k: list_path.parent / v for k, v in pairs.items()})
-    return samples
-
-
-def load_input(path, dtype, shape):
-    """.npy as stored; .raw as float32 of the fed shape, cast to the input's dtype."""
-    if path.suffix == ".npy":
-        return np.load(path)
-    return np.fromfile(path, dtype="<f4").reshape(shape).astype(dtype)
-
-
-def session(path):
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.intra_op_num_threads = 1
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 def bn_count(path):
@@ -98,7 +55,7 @@ def check_model(fold_bin, model_dir, tmp):
 
     specs = input_specs(model_dir)
     samples = read_list(model_dir / "eval.txt", list(specs))[:N_SAMPLES]
-    feeds = [{k: load_input(p, *specs[k]) for k, p in s.items()} for s in samples]
+    feeds = [{k: load_input(p, specs[k][0], specs[k][1]) for k, p in s.items()} for s in samples]
     a, b = session(original), session(folded)
     outputs = [o.name for o in a.get_outputs()]
     if outputs != [o.name for o in b.get_outputs()]:

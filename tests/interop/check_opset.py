@@ -22,7 +22,6 @@ Build the binary first:
 Usage: check_opset.py --bin /tmp/target-opset/release/examples/upgrade_opset [--models DIR]
 """
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -30,11 +29,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-REPO = Path(__file__).resolve().parents[2]
-MODELS = REPO.parent / "shared" / "models"
+from zoo import MODELS, input_specs, load_input, model_dirs, read_list, session
+
 REL_TOL = 1e-6
 SAMPLES = 8
 MIN_MODELS = 5
@@ -44,49 +42,13 @@ def default_opset(model):
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
-def session(path):
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.intra_op_num_threads = 1
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def read_list(list_path, names):
-    """The samples of a qnn-net-run input list: one {input name: Path} per line."""
-    samples = []
-    for line in list_path.read_text().splitlines():
-        line = line.strip()
-        if not line or line[0] in "#%":
-            continue
-        tokens = line.split()
-        if len(names) == 1 and len(tokens) == 1 and ":=" not in tokens[0]:
-            pairs = {names[0]: tokens[0]}
-        else:
-            pairs = dict(t.split(":=", 1) for t in tokens)
-        samples.append({k: list_path.parent / v for k, v in pairs.items()})
-    return samples
-
-
-def shared_feeds(model_dir, model):
+def shared_feeds(model_dir):
     """The first SAMPLES feeds of eval.txt ({input name: array})."""
-    fed = json.loads((model_dir / "float_reference.json").read_text())["fed_shapes"]
-    initializers = {t.name for t in model.graph.initializer}
-    dtypes = {
-        i.name: helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)
-        for i in model.graph.input
-        if i.name not in initializers
-    }
-    feeds = []
-    for sample in read_list(model_dir / "eval.txt", list(dtypes))[:SAMPLES]:
-        feed = {}
-        for name, path in sample.items():
-            if path.suffix == ".npy":
-                feed[name] = np.load(path)
-            else:
-                raw = np.fromfile(path, dtype=np.float32).reshape(fed[name])
-                feed[name] = raw.astype(dtypes[name])
-        feeds.append(feed)
-    return feeds
+    specs = input_specs(model_dir)
+    return [
+        {name: load_input(p, specs[name][0], specs[name][1]) for name, p in sample.items()}
+        for sample in read_list(model_dir / "eval.txt", list(specs))[:SAMPLES]
+    ]
 
 
 def compare(before_path, after_path, feeds):
@@ -259,13 +221,13 @@ def main():
     ap.add_argument("--models", type=Path, default=MODELS)
     args = ap.parse_args()
     rows, passed, failed = [], 0, 0
-    dirs = sorted(d for d in args.models.iterdir() if (d / "READY").is_file())
+    dirs = model_dirs(args.models)
     with tempfile.TemporaryDirectory(prefix="ptq-opset-") as tmp:
         tmp = Path(tmp)
         for d in dirs:
             src = d / "model.onnx"
             model = onnx.load(str(src), load_external_data=False)
-            feeds = shared_feeds(d, model)
+            feeds = shared_feeds(d)
             start = default_opset(model)
             for target in [t for t in (13, 21) if t > start]:
                 row, ok = check_case(args.bin, d.name, src, feeds, target, tmp)

@@ -38,8 +38,8 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
-REPO = Path(__file__).resolve().parents[2]
-MODELS = REPO.parent / "shared" / "models"
+from zoo import MODELS, REPO, dims_args, input_specs, load_input, read_list, session
+
 MODEL_NAMES = ["digits_cnn", "ppocr_cls", "silero_vad_16k"]
 N_CALIB = 16
 N_EVAL = 16
@@ -49,45 +49,6 @@ STEP_SLACK = 1e-5
 FLOAT_REL_TOL = 1e-3
 # (per channel, quant_pre_process first): the plain runs, then the pre-processed ones.
 CONFIGS = [(False, False), (True, False), (False, True), (True, True)]
-
-
-def read_list(list_path, names):
-    """The samples of a qnn-net-run input list: one {input name: Path} per line."""
-    samples = []
-    for line in list_path.read_text().splitlines():
-        line = line.strip()
-        if not line or line[0] in "#%":
-            continue
-        tokens = line.split()
-        if len(names) == 1 and len(tokens) == 1 and ":=" not in tokens[0]:
-            pairs = {names[0]: tokens[0]}
-        else:
-            pairs = dict(t.split(":=", 1) for t in tokens)
-        samples.append({k: (list_path.parent / v).resolve() for k, v in pairs.items()})
-    return samples
-
-
-def input_specs(model_dir, graph):
-    """{input name: (numpy dtype, fed shape, declared shape is not fully fixed)}."""
-    fed = json.loads((model_dir / "float_reference.json").read_text())["fed_shapes"]
-    initializers = {t.name for t in graph.initializer}
-    specs = {}
-    for inp in graph.input:
-        if inp.name in initializers:
-            continue
-        t = inp.type.tensor_type
-        symbolic = not t.HasField("shape") or any(
-            not d.HasField("dim_value") or d.dim_value <= 0 for d in t.shape.dim
-        )
-        specs[inp.name] = (onnx.helper.tensor_dtype_to_np_dtype(t.elem_type), fed[inp.name], symbolic)
-    return specs
-
-
-def load_input(path, dtype, shape):
-    """.npy as stored; .raw as float32 of the fed shape, cast to the input's dtype."""
-    if path.suffix == ".npy":
-        return np.load(path)
-    return np.fromfile(path, dtype="<f4").reshape(shape).astype(dtype)
 
 
 def feeds(samples, specs):
@@ -139,10 +100,7 @@ def ptq_run(ptq, qdq_path, samples, specs, work):
     list_path.write_text("\n".join(lines) + "\n")
     out_dir = work / "ptq_out"
     cmd = [str(ptq), "run", "-v", "--input_model", str(qdq_path), "--input_list", str(list_path),
-           "--output_dir", str(out_dir)]
-    for name, (_, shape, symbolic) in specs.items():
-        if symbolic:
-            cmd += ["--input_dimensions", f"{name}={','.join(map(str, shape))}"]
+           "--output_dir", str(out_dir), *dims_args(specs)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -181,10 +139,11 @@ def check(ptq, model_dir, per_channel, preprocess, keep):
             except Exception:
                 quant_pre_process(str(src), str(prepped), skip_symbolic_shape=True)
             src = prepped
-        graph = onnx.load(str(src), load_external_data=False).graph
-        specs = input_specs(model_dir, graph)
+        specs = input_specs(model_dir)
         calib = feeds(read_list(model_dir / "calib.txt", list(specs))[:N_CALIB], specs)
-        eval_samples = read_list(model_dir / "eval.txt", list(specs))[:N_EVAL]
+        # Absolute paths: ptq_run writes them into a list of its own, in the work folder.
+        eval_samples = [{k: p.resolve() for k, p in s.items()}
+                        for s in read_list(model_dir / "eval.txt", list(specs))[:N_EVAL]]
         qdq_path = work / "qdq.onnx"
         quantize_static(
             str(src), str(qdq_path), Reader(calib),
@@ -199,15 +158,12 @@ def check(ptq, model_dir, per_channel, preprocess, keep):
             (keep / f"{model_dir.name}_{config_name(per_channel, preprocess)}.onnx").write_bytes(qdq_path.read_bytes())
         qdq = onnx.load(str(qdq_path))
         steps = output_steps(qdq.graph)
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        opts.intra_op_num_threads = 1
-        session = ort.InferenceSession(str(qdq_path), opts, providers=["CPUExecutionProvider"])
-        outputs = [o.name for o in session.get_outputs()]
+        qdq_session = session(qdq_path)
+        outputs = [o.name for o in qdq_session.get_outputs()]
         eval_feeds = feeds(eval_samples, specs)
         ort_values = {name: [] for name in outputs}
         for feed in eval_feeds:
-            for name, v in zip(outputs, session.run(None, feed)):
+            for name, v in zip(outputs, qdq_session.run(None, feed)):
                 ort_values[name].append(np.asarray(v, dtype=np.float64).ravel())
 
         out_dir, detail, note = ptq_run(ptq, qdq_path, eval_samples, specs, work)

@@ -38,7 +38,7 @@ import onnxruntime as ort
 from onnx import numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check_run import MODELS, REPO, input_specs, load_feeds, model_dirs  # noqa: E402
+from zoo import MODELS, REPO, dims_args, input_specs, load_feeds, model_dirs, session  # noqa: E402
 
 CONFIGS = {
     "pt": [],
@@ -63,21 +63,6 @@ def anchor_figures(anchors_md):
         if model and row:
             figures[(model, row.group(1))] = float(row.group(2))
     return figures
-
-
-def session(path):
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.intra_op_num_threads = 1
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def dims_args(specs):
-    args = []
-    for name, (_, shape, symbolic) in specs.items():
-        if symbolic:
-            args += ["--input_dimensions", f"{name}={','.join(map(str, shape))}"]
-    return args
 
 
 def output_scales(model):

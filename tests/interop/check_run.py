@@ -20,87 +20,26 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
-REPO = Path(__file__).resolve().parents[2]
-MODELS = REPO.parent / "shared" / "models"
+from zoo import MODELS, REPO, dims_args, input_specs, load_feeds, model_dirs, session
+
 REL_TOL = 1e-4
 ABS_TOL_AT_ZERO = 1e-6
 MIN_MODELS = 5
 
 
-def model_dirs(root):
-    """The complete model folders (those with a READY file), by name."""
-    return sorted(d for d in root.iterdir() if (d / "READY").is_file())
-
-
-def input_specs(model_dir):
-    """{input name: (numpy dtype, fed shape, declared shape is not fully fixed)}."""
-    fed = json.loads((model_dir / "float_reference.json").read_text())["fed_shapes"]
-    graph = onnx.load(str(model_dir / "model.onnx"), load_external_data=False).graph
-    initializers = {t.name for t in graph.initializer}
-    specs = {}
-    for inp in graph.input:
-        if inp.name in initializers:
-            continue
-        t = inp.type.tensor_type
-        symbolic = not t.HasField("shape") or any(
-            not d.HasField("dim_value") or d.dim_value <= 0 for d in t.shape.dim
-        )
-        specs[inp.name] = (onnx.helper.tensor_dtype_to_np_dtype(t.elem_type), fed[inp.name], symbolic)
-    return specs
-
-
 def ptq_run_command(ptq, model_dir, specs, out_dir):
     """`ptq run` on eval.txt, with --input_dimensions for every input with symbolic dims."""
-    cmd = [str(ptq), "run", "--input_model", str(model_dir / "model.onnx"),
-           "--input_list", str(model_dir / "eval.txt"), "--output_dir", str(out_dir)]
-    for name, (_, shape, symbolic) in specs.items():
-        if symbolic:
-            cmd += ["--input_dimensions", f"{name}={','.join(map(str, shape))}"]
-    return cmd
-
-
-def read_list(list_path, names):
-    """The samples of a qnn-net-run input list: one {input name: Path} per line."""
-    samples = []
-    for line in list_path.read_text().splitlines():
-        line = line.strip()
-        if not line or line[0] in "#%":  # blank, or a `#node` / `%tensor` output choice
-            continue
-        tokens = line.split()
-        if len(names) == 1 and len(tokens) == 1 and ":=" not in tokens[0]:
-            pairs = {names[0]: tokens[0]}
-        else:
-            pairs = dict(t.split(":=", 1) for t in tokens)
-        samples.append({k: list_path.parent / v for k, v in pairs.items()})
-    return samples
-
-
-def load_input(path, dtype, shape):
-    """.npy as stored; .raw as float32 of the fed shape, cast to the input's dtype."""
-    if path.suffix == ".npy":
-        return np.load(path)
-    return np.fromfile(path, dtype="<f4").reshape(shape).astype(dtype)
-
-
-def load_feeds(model_dir, specs):
-    """The eval samples as onnxruntime feeds, in list order."""
-    return [
-        {name: load_input(p, specs[name][0], specs[name][1]) for name, p in sample.items()}
-        for sample in read_list(model_dir / "eval.txt", list(specs))
-    ]
+    return [str(ptq), "run", "--input_model", str(model_dir / "model.onnx"),
+            "--input_list", str(model_dir / "eval.txt"), "--output_dir", str(out_dir), *dims_args(specs)]
 
 
 def check_model(ptq, model_dir):
     """[(output, samples, max abs err, max rel err, passed, note)] for one model."""
     specs = input_specs(model_dir)
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(model_dir / "model.onnx"), opts, providers=["CPUExecutionProvider"])
-    outputs = [o.name for o in session.get_outputs()]
+    ort_session = session(model_dir / "model.onnx")
+    outputs = [o.name for o in ort_session.get_outputs()]
     feeds = load_feeds(model_dir, specs)
 
     with tempfile.TemporaryDirectory(prefix="ptq-check-run-") as tmp:
@@ -125,7 +64,7 @@ def check_model(ptq, model_dir):
         for i, feed in enumerate(feeds):
             result = out_dir / f"Result_{i}"
             files = {name: f for f, name in json.loads((result / "outputs.json").read_text()).items()}
-            for name, expected in zip(outputs, session.run(None, feed)):
+            for name, expected in zip(outputs, ort_session.run(None, feed)):
                 if name in notes:
                     continue
                 if name not in files:
