@@ -46,10 +46,11 @@ quantize_static(pre, out, R(), quant_format=QuantFormat.QDQ, activation_type=Qua
 '''
 
 
-def timed(cmd):
+def timed(cmd, cwd):
     """(wall seconds, peak RSS MiB) of one child process."""
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # In `cwd`: onnxruntime leaves temporary files in the current folder.
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - start
     if os.waitstatus_to_exitcode(status) != 0:
@@ -74,8 +75,8 @@ def main():
             ort = [args.python, "-c", ORT_SCRIPT, str(d), f"{tmp}/ort.onnx", str(REPO / "tests" / "interop")]
             ours, theirs = [], []
             for _ in range(args.runs):
-                ours.append(timed(ptq))
-                theirs.append(timed(ort))
+                ours.append(timed(ptq, tmp))
+                theirs.append(timed(ort, tmp))
             a, b = statistics.median(w for w, _ in ours), statistics.median(w for w, _ in theirs)
             print(f"| {d.name} | {a:.2f} | {b:.2f} | {a / b:.3f} | {max(m for _, m in ours):.0f} | "
                   f"{max(m for _, m in theirs):.0f} |", flush=True)

@@ -16,6 +16,7 @@ Ends with `N passed, M failed` over the compared tensors; exits non-zero when on
 Usage: check_encodings_vs_ort.py [--ptq PATH] [--models DIR] [MODEL ...]
 """
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -47,14 +48,16 @@ class Reader(CalibrationDataReader):
 def ort_encodings(model_dir, specs, tmp):
     """{tensor: (scale, zero point)} of onnxruntime's per-tensor QDQ model."""
     pre = tmp / "pre.onnx"
-    try:
-        quant_pre_process(str(model_dir / "model.onnx"), str(pre))
-    except Exception:  # symbolic shape inference fails on some models (anchors.md)
-        quant_pre_process(str(model_dir / "model.onnx"), str(pre), skip_symbolic_shape=True)
     out = tmp / "ort.onnx"
     calib = load_feeds(model_dir, specs, "calib.txt")
-    quantize_static(str(pre), str(out), Reader(calib), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=False)
+    # onnxruntime leaves temporary files in the current folder: keep them in the temporary one.
+    with contextlib.chdir(tmp):
+        try:
+            quant_pre_process(str(model_dir / "model.onnx"), str(pre))
+        except Exception:  # symbolic shape inference fails on some models (anchors.md)
+            quant_pre_process(str(model_dir / "model.onnx"), str(pre), skip_symbolic_shape=True)
+        quantize_static(str(pre), str(out), Reader(calib), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=False)
     graph = onnx.load(str(out)).graph
     consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     found = {}

@@ -19,6 +19,7 @@ Exits non-zero when any row fails.
 Usage: check_qdq_run.py [--ptq PATH] [--models DIR] [--keep DIR]
 """
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -127,7 +128,8 @@ def compare(expected, got, step):
 
 def check(ptq, model_dir, per_channel, preprocess, keep):
     """[(output, passed, summary)] for one model and configuration."""
-    with tempfile.TemporaryDirectory(prefix="ptq-check-qdq-") as tmp:
+    # onnxruntime leaves temporary files in the current folder: keep them in the temporary one.
+    with tempfile.TemporaryDirectory(prefix="ptq-check-qdq-") as tmp, contextlib.chdir(tmp):
         work = Path(tmp)
         src, opset = float_model(model_dir, work)
         if preprocess:
@@ -204,7 +206,7 @@ def main():
 
     table = []
     for name in MODEL_NAMES:
-        model_dir = args.models / name
+        model_dir = args.models.resolve() / name
         for per_channel, preprocess in CONFIGS:
             config = config_name(per_channel, preprocess)
             print(f"checking {name} {config} ...", file=sys.stderr, flush=True)
