@@ -28,6 +28,8 @@ pub struct Cli {
 pub enum Command {
     /// Calibrate a float model and write a quantized QDQ model (like qairt-quantizer).
     Quantize(QuantizeArgs),
+    /// Attach given encodings (overrides, QAT) to a model without calibrating (like qairt-converter).
+    Convert(ConvertArgs),
     /// Run the float model on every sample of an input list (like qnn-net-run).
     Run(RunArgs),
     /// Describe a model: inputs, outputs, opsets, operators, constants, what ptq cannot run.
@@ -74,6 +76,58 @@ pub struct RunArgs {
     /// Write every intermediate tensor too, not only the outputs.
     #[arg(long)]
     pub debug: bool,
+}
+
+/// Encodings given to ptq instead of calibrated: an overrides file and QDQ nodes in the model.
+#[derive(Debug, Args)]
+#[command(rename_all = "snake_case")]
+pub struct GivenArgs {
+    /// Encodings to keep (AIMET/QAIRT JSON 0.6.1, 1.0.0 or 2.0.0); they win over the model's own
+    /// QDQ nodes. `dtype: float` entries keep a tensor float.
+    #[arg(long, value_name = "FILE")]
+    pub quantization_overrides: Option<PathBuf>,
+    /// Drop every given encoding (overrides and the model's QDQ nodes) and calibrate everything.
+    #[arg(long, visible_alias = "ignore_encodings")]
+    pub ignore_quantization_overrides: bool,
+    /// Warn, instead of failing, when the overrides name tensors the model does not have.
+    #[arg(long)]
+    pub allow_unknown_override_names: bool,
+}
+
+/// `--export_format` values (qairt's names are aliases).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// The model with every given encoding: integers as QDQ, float16 as Cast pairs.
+    #[value(alias = "DLC_DEFAULT")]
+    Default,
+    /// A clean float model: every QDQ node and override dropped.
+    #[value(alias = "DLC_STRIP_QUANT")]
+    Stripped,
+}
+
+#[derive(Debug, Args)]
+#[command(rename_all = "snake_case")]
+pub struct ConvertArgs {
+    /// The ONNX model (float, or with QDQ nodes from quantization-aware training).
+    #[arg(long, value_name = "FILE", visible_alias = "input_model")]
+    pub input_network: PathBuf,
+    /// Encodings to attach (AIMET/QAIRT JSON 0.6.1, 1.0.0 or 2.0.0); they win over the model's own.
+    #[arg(long, value_name = "FILE")]
+    pub quantization_overrides: Option<PathBuf>,
+    /// Warn, instead of failing, when the overrides name tensors the model does not have.
+    #[arg(long)]
+    pub allow_unknown_override_names: bool,
+    /// Where to write the model.
+    #[arg(long, value_name = "FILE", visible_alias = "output_model")]
+    pub output_path: PathBuf,
+    #[arg(long, value_name = "FORMAT", value_enum, default_value = "default")]
+    pub export_format: ExportFormat,
+    /// Bitwidth of tensors the overrides keep float without saying which (16 or 32).
+    #[arg(long, value_name = "BITS", default_value = "32", value_parser = bitwidth(&[16, 32]))]
+    pub float_bitwidth: u8,
+    /// Bitwidth of float biases [default: their layer's float bitwidth].
+    #[arg(long, value_name = "BITS", value_parser = bitwidth(&[16, 32]))]
+    pub float_bias_bitwidth: Option<u8>,
 }
 
 #[derive(Debug, Args)]
@@ -125,10 +179,18 @@ pub struct QuantizeArgs {
     /// Calibration samples, one per line (qnn-net-run syntax).
     #[arg(long, value_name = "FILE")]
     pub input_list: Option<PathBuf>,
-    /// Fill the gaps from encodings already in the model instead of calibrating (needs
-    /// quantization overrides or QAT encodings; not together with --input_list).
-    #[arg(long)]
+    /// No calibration: propagate the encodings the model carries (QDQ nodes, overrides) across
+    /// data-invariant ops and leave every other tensor float (not together with --input_list).
+    #[arg(long, visible_alias = "float_fallback")]
     pub enable_float_fallback: bool,
+    #[command(flatten)]
+    pub given: GivenArgs,
+    /// Bitwidth of the tensors left float (16: a Cast pair to float16 and back in the model).
+    #[arg(long, value_name = "BITS", default_value = "32", value_parser = bitwidth(&[16, 32]))]
+    pub float_bitwidth: u8,
+    /// Bitwidth of float biases [default: their layer's float bitwidth].
+    #[arg(long, value_name = "BITS", value_parser = bitwidth(&[16, 32]))]
+    pub float_bias_bitwidth: Option<u8>,
     #[command(flatten)]
     pub data: DataArgs,
     /// Activation bitwidth (8 or 16).

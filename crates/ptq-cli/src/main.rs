@@ -2,7 +2,9 @@
 //! parses flags, calls them, and turns errors into messages and exit codes (DESIGN.md Decision 13).
 
 mod cli;
+mod convert;
 mod encodings_file;
+mod given;
 mod inspect;
 mod interrupt;
 mod model;
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
     let ui = Ui { verbose: cli.verbose, quiet: cli.quiet };
     let result = match &cli.command {
         Command::Quantize(args) => quantize::quantize(args, &ui),
+        Command::Convert(args) => convert::convert(args, &ui),
         Command::Run(args) => run::run(args, &ui),
         Command::Inspect(args) => inspect::inspect(args),
     };

@@ -11,10 +11,11 @@ use ptq_engine::{Engine, TractEngine, run_samples};
 use ptq_export::{Simulation, qdq_model, required_opset, simulation_model};
 use ptq_ir::{DataType, Tensor};
 use ptq_quant::rules::{Layout, RuleOptions, layout};
-use ptq_quant::{Config, Encodings, MinMax, QuantSpec, Schema, assign};
+use ptq_quant::{Config, Encodings, Given, GivenEncodings, MinMax, Mode, QuantSpec, Schema, assign};
 
 use crate::UsageError;
 use crate::cli::{DataArgs, QuantizeArgs, SchemaArg};
+use crate::given;
 use crate::model::Model;
 use crate::progress::Progress;
 use crate::summary::{OutputSqnr, Summary};
@@ -31,8 +32,23 @@ fn schema(s: SchemaArg) -> Schema {
     }
 }
 
-/// Flag combinations the spec (§1.1) forbids, as usage errors.
-fn check_flags(args: &QuantizeArgs) -> Result<PathBuf> {
+/// Flag combinations the spec (§1.1) forbids, as usage errors; returns the calibration list
+/// (`None`: float fallback).
+fn check_flags(args: &QuantizeArgs) -> Result<Option<PathBuf>> {
+    if args.enable_float_fallback && args.given.ignore_quantization_overrides {
+        bail!(UsageError(
+            "--enable_float_fallback and --ignore_quantization_overrides cannot be used together: float \
+             fallback only propagates the encodings that --ignore_quantization_overrides drops"
+                .into()
+        ));
+    }
+    if args.enable_per_row_quantized_bias && !args.use_per_row_quantization {
+        bail!(UsageError(
+            "--enable_per_row_quantized_bias needs --use_per_row_quantization (per-row biases follow \
+             per-row weights)"
+                .into()
+        ));
+    }
     match (&args.input_list, args.enable_float_fallback) {
         (Some(_), true) => bail!(UsageError(
             "--input_list and --enable_float_fallback cannot be provided at the same time: calibrate \
@@ -41,23 +57,10 @@ fn check_flags(args: &QuantizeArgs) -> Result<PathBuf> {
         )),
         (None, false) => bail!(UsageError(
             "give --input_list with calibration samples (or --enable_float_fallback to use only the \
-             encodings the model already carries)"
+             encodings the model and --quantization_overrides carry)"
                 .into()
         )),
-        (None, true) => bail!(
-            "--enable_float_fallback needs encodings from --quantization_overrides or QAT nodes, which \
-             this version of ptq does not read yet; calibrate with --input_list instead"
-        ),
-        (Some(list), false) => {
-            if args.enable_per_row_quantized_bias && !args.use_per_row_quantization {
-                bail!(UsageError(
-                    "--enable_per_row_quantized_bias needs --use_per_row_quantization (per-row biases \
-                     follow per-row weights)"
-                        .into()
-                ));
-            }
-            Ok(list.clone())
-        }
+        (list, _) => Ok(list.clone()),
     }
 }
 
@@ -159,35 +162,68 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
         bias_bitwidth: args.bias_bitwidth,
         per_row_bias: args.enable_per_row_quantized_bias,
         adjust_bias: args.adjust_bias_encoding,
+        float_bitwidth: args.float_bitwidth,
+        float_bias_bitwidth: args.float_bias_bitwidth,
     };
 
     let stage =
         |name: &str, since: Instant| ui.detail(&format!("{name}: {:.3} s", since.elapsed().as_secs_f64()));
     let t = Instant::now();
-    let (model, folded) = prepare(&Model::load(&args.input_model)?, &config)?;
-    let samples = model.samples(&list, &data_args(args, &model)?)?;
+    let g = &args.given;
+    let mut given = given::gather(
+        Model::load(&args.input_model)?,
+        g.quantization_overrides.as_deref(),
+        g.ignore_quantization_overrides,
+        ui,
+    )?;
+    if list.is_none() && given.encodings.is_empty() && g.quantization_overrides.is_none() {
+        bail!(
+            "--enable_float_fallback: {} carries no encodings and no --quantization_overrides were given, so \
+             there is nothing to propagate; calibrate with --input_list instead",
+            args.input_model.display()
+        );
+    }
+    let (model, folded) = prepare(&given.model, &config, &given.encodings)?;
+    given::check(&mut given.encodings, &given.model.graph, &model.graph, g.allow_unknown_override_names, ui)?;
     stage("load, convert, fold", t);
     let rules = RuleOptions {
         per_channel: args.use_per_channel_quantization,
         per_row: args.use_per_row_quantization,
     };
     let layout = layout(&model.graph, rules);
-    let t = Instant::now();
-    let Calibration { ranges, reference } = calibrate(&model, &samples, &layout, SQNR_SAMPLES, ui)?;
-    stage("calibrate", t);
-    let t = Instant::now();
-    let assignment = assign(&model.graph, &layout, &ranges, &config)?;
+    let (assignment, observed, sqnr) = match &list {
+        Some(list) => {
+            let samples = model.samples(list, &data_args(args, &model)?)?;
+            let t = Instant::now();
+            let Calibration { ranges, reference } = calibrate(&model, &samples, &layout, SQNR_SAMPLES, ui)?;
+            stage("calibrate", t);
+            let assignment =
+                assign(&model.graph, &layout, &ranges, &config, &given.encodings, Mode::Calibrate)?;
+            let t = Instant::now();
+            let sqnr = measure_sqnr(&model, &samples.first(SQNR_SAMPLES), &assignment.encodings, &reference)?;
+            stage("simulate for SQNR", t);
+            (assignment, ranges, sqnr)
+        }
+        None => {
+            let observed = float_tensors(&model)?;
+            let assignment =
+                assign(&model.graph, &layout, &observed, &config, &given.encodings, Mode::FloatFallback)?;
+            (assignment, observed, Vec::new())
+        }
+    };
     let encodings = &assignment.encodings;
     let qdq = qdq_model(&model.loaded.model, &model.graph, encodings)?;
-    stage("encodings and QDQ model", t);
-    let t = Instant::now();
-    let sqnr = measure_sqnr(&model, &samples.first(SQNR_SAMPLES), encodings, &reference)?;
-    stage("simulate for SQNR", t);
+    for (kept, other) in &assignment.conflicts {
+        ui.warn(&format!(
+            "`{other}` keeps its given encoding, which differs from `{kept}`'s that the tensors around it share"
+        ));
+    }
 
     let json = args.dump_encoding_json.then(|| crate::encodings_file::render(encodings, args)).transpose()?;
     crate::encodings_file::write_outputs(&qdq, model.dir(), &output, json.as_deref())?;
 
-    let mut summary = Summary::new(&model.graph, &layout, ranges.keys(), &assignment, sqnr, start.elapsed());
+    let mut summary =
+        Summary::new(&model.graph, &layout, observed.keys(), &assignment, sqnr, start.elapsed());
     summary.folded_batch_norms = folded;
     ui.info(&summary.render(&output, json.is_some().then(|| encodings_path(&output)).as_deref()));
     Ok(())
@@ -196,11 +232,17 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
 /// The float model ptq calibrates: converted to the opset its QDQ form needs (DESIGN.md
 /// Decision 3), with BatchNormalization folded into the layers before it (Decision 11).
 /// Returns it with the number of folded BatchNormalization nodes.
-fn prepare(original: &Model, config: &Config) -> Result<(Model, usize)> {
+pub fn prepare(original: &Model, config: &Config, given: &GivenEncodings) -> Result<(Model, usize)> {
     let mut loaded = original.loaded.clone();
     let current =
         original.graph.opsets.get("").or(original.graph.opsets.get("ai.onnx")).copied().unwrap_or(1);
-    let target = required_opset([config.act.bitwidth, config.weight.bitwidth], current);
+    let given_bits = given.values().filter_map(|g| match &g.given {
+        Given::Fixed(e) => Some(e.bitwidth),
+        Given::Bitwidth { bitwidth, .. } => Some(*bitwidth),
+        Given::Float { .. } => None,
+    });
+    let target =
+        required_opset([config.act.bitwidth, config.weight.bitwidth].into_iter().chain(given_bits), current);
     if target > current {
         loaded.model = ptq_ir::upgrade_opset(&loaded.model, loaded.dir(), target).with_context(|| {
             format!("converting {} from opset {current} to {target}", loaded.path.display())
@@ -210,6 +252,13 @@ fn prepare(original: &Model, config: &Config) -> Result<(Model, usize)> {
     let folded = ptq_algos::fold_batch_norms(&loaded.model, &graph)?;
     loaded.model = folded.model;
     Ok((Model::new(loaded)?, folded.folded.len()))
+}
+
+/// Every tensor tract's type inference finds float, with an empty range: float fallback's
+/// stand-in for calibration, which tells which tensors can carry an encoding.
+pub fn float_tensors(model: &Model) -> Result<BTreeMap<String, MinMax>> {
+    let names = ptq_engine::float_tensors(&model.bytes, model.dir())?;
+    Ok(names.into_iter().map(|n| (n, MinMax::default())).collect())
 }
 
 /// What calibration saw: the range of every float tensor the layout calibrates, and the graph

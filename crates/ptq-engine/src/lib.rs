@@ -17,7 +17,7 @@ mod tract;
 
 pub use error::Error;
 pub use parallel::run_samples;
-pub use tract::{TractEngine, unsupported_ops};
+pub use tract::{TractEngine, float_tensors, unsupported_ops};
 
 use ptq_ir::Tensor;
 

@@ -1,6 +1,6 @@
 //! The tract backend.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use prost::Message;
 use ptq_data::BoundInput;
 use ptq_ir::Tensor;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
 use tract_onnx::tract_hir::ops::unimpl::UnimplementedOp;
 
 use crate::convert::{datum_type, from_tract, to_tract};
@@ -40,6 +41,23 @@ fn parse(model: &[u8], model_dir: &Path) -> Result<tract_onnx::model::ParseResul
 pub fn unsupported_ops(model: &[u8], model_dir: &Path) -> Result<Vec<(String, Vec<String>)>, Error> {
     let parsed = parse(model, model_dir)?;
     Ok(collect_unsupported(&parsed.model))
+}
+
+/// The tensors tract's type inference says are float32, without running the model (float
+/// fallback has no samples to look at). Best effort: a tensor whose type stays unknown is left out.
+pub fn float_tensors(model: &[u8], model_dir: &Path) -> Result<BTreeSet<String>, Error> {
+    let parsed = parse(model, model_dir)?;
+    let mut m = parsed.model;
+    // Analysis may stop early on shapes it cannot resolve; the types found by then stand.
+    let _ = m.analyse(false);
+    Ok(parsed
+        .outlets_by_name
+        .iter()
+        .filter(|(_, outlet)| {
+            m.outlet_fact(**outlet).ok().and_then(|f| f.datum_type.concretize()) == Some(DatumType::F32)
+        })
+        .map(|(name, _)| name.clone())
+        .collect())
 }
 
 fn collect_unsupported(model: &InferenceModel) -> Vec<(String, Vec<String>)> {

@@ -1,6 +1,6 @@
 //! The QDQ ONNX model (DESIGN.md Decisions 3, 4, 8).
 
-use ptq_ir::{Graph, Patch, Source, int_attribute};
+use ptq_ir::{DataType, Graph, Patch, Source, int_attribute};
 use ptq_onnx::proto::{ModelProto, NodeProto};
 use ptq_quant::{Encoding, Kind};
 
@@ -62,10 +62,47 @@ pub fn qdq_model(model: &ModelProto, graph: &Graph, encodings: &Encodings) -> Re
             activation(graph, &mut patch, name, e);
         }
     }
+    for (name, f) in &encodings.floats {
+        if f.bitwidth == 16 {
+            float16(graph, &mut patch, name);
+        }
+    }
     if encodings.tensors.values().any(|t| matches!(t.encoding.bitwidth, 4 | 16)) && graph.ir_version < 10 {
         patch.set_ir_version(10);
     }
     Ok(patch.apply(model)?)
+}
+
+/// A float-16 tensor as DESIGN.md Decision 9's marked Cast pair, `T → Cast(FLOAT16) →
+/// Cast(FLOAT)`: onnxruntime computes in f32 with f16 rounding, and ptq reads it back. Returns
+/// the name T's readers now read.
+pub(crate) fn float16(graph: &Graph, patch: &mut Patch, name: &str) -> String {
+    let cast = |node: &str, input: &str, output: &str, to: DataType| NodeProto {
+        name: Some(node.to_owned()),
+        op_type: Some("Cast".into()),
+        input: vec![input.to_owned()],
+        output: vec![output.to_owned()],
+        attribute: vec![int_attribute("to", i64::from(to.to_onnx()))],
+        ..Default::default()
+    };
+    let half = format!("{name}_ptq_fp16");
+    let at = after_producer(graph, name);
+    let (source, result) = if graph.outputs.iter().any(|o| o == name) {
+        // Graph outputs keep their names: the producer writes a new one, the last Cast the old.
+        let float = format!("{name}_ptq_float");
+        if let Some(p) = graph.producer(name) {
+            let slot = p.outputs.iter().position(|o| o == name).unwrap_or(0);
+            patch.set_output(p.index, slot, &float);
+        }
+        (float, name.to_owned())
+    } else {
+        let back = format!("{name}_ptq_fp32");
+        patch.replace_uses(graph, name, &back);
+        (name.to_owned(), back)
+    };
+    patch.insert_after(at, cast(&format!("{name}_ptq_fp16_cast"), &source, &half, DataType::Float16));
+    patch.insert_after(at, cast(&format!("{name}_ptq_fp16_uncast"), &half, &result, DataType::Float));
+    result
 }
 
 fn activation(graph: &Graph, patch: &mut Patch, name: &str, e: &Encoding) {

@@ -6,7 +6,7 @@ use ptq_ir::{Graph, Patch, int_attribute};
 use ptq_onnx::proto::{ModelProto, NodeProto};
 use ptq_quant::{Encoding, Kind};
 
-use crate::qdq::{after_producer, remove_constant};
+use crate::qdq::{after_producer, float16, remove_constant};
 use crate::values::{dequantized, float_constant, float_tensor, quantized, scale_and_zero_point};
 use crate::{Encodings, Error};
 
@@ -46,6 +46,11 @@ pub fn simulation_model(
         } else {
             let sim = fake_quant(graph, &mut patch, name, e);
             observe_as.insert(name.clone(), sim);
+        }
+    }
+    for (name, f) in &encodings.floats {
+        if f.bitwidth == 16 {
+            observe_as.insert(name.clone(), float16(graph, &mut patch, name));
         }
     }
     patch.set_opset(FAKE_QUANT_DOMAIN, 1);

@@ -6,8 +6,8 @@ use ptq_ir::{DataType, Graph};
 
 use crate::rules::{Layout, Role};
 use crate::{
-    Encoding, Encodings, Error, Kind, MIN_RANGE, MinMax, Origin, QuantSpec, Schema, TensorEncoding,
-    param_min_width,
+    Encoding, Encodings, Error, FloatReason, FloatTensor, Given, GivenEncodings, Kind, MIN_RANGE, MinMax,
+    Origin, QuantSpec, Schema, TensorEncoding, param_min_width,
 };
 
 /// Concat-like groups whose widths differ by more than this keep separate encodings (Decision 10).
@@ -24,6 +24,19 @@ pub struct Config {
     pub per_row_bias: bool,
     /// Enlarge a per-channel weight scale until its int32 bias fits (`--adjust_bias_encoding`).
     pub adjust_bias: bool,
+    /// The bitwidth of tensors left float (`--float_bitwidth`, 32 or 16).
+    pub float_bitwidth: u8,
+    /// The bitwidth of float biases (`--float_bias_bitwidth`); `None`: their layer's.
+    pub float_bias_bitwidth: Option<u8>,
+}
+
+/// Where the encodings of tensors without a given one come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Calibrated from data ("fill in the gaps", spec §0.1 step 2).
+    Calibrate,
+    /// Only propagated from given encodings; everything else float (`--enable_float_fallback`).
+    FloatFallback,
 }
 
 /// The encodings and what the summary should say about them.
@@ -36,64 +49,194 @@ pub struct Assignment {
     pub saturated_biases: Vec<(String, usize)>,
     /// Weights whose channel scales `--adjust_bias_encoding` enlarged (weight, how many channels).
     pub adjusted_weights: Vec<(String, usize)>,
+    /// Given encodings that disagree where one encoding is shared: (the tensor whose encoding
+    /// the others take, a tensor keeping a different given one).
+    pub conflicts: Vec<(String, String)>,
 }
 
-/// Computes every encoding. `observed` holds the calibrated range of every float tensor the
-/// engine saw; activation-class members missing from it are not float and carry no encoding.
+/// Computes every encoding: given ones are kept bit-exactly and propagated to the float tensors
+/// that share them (data-invariant ops, Concat-like groups); the rest are calibrated from
+/// `observed` (the range of every float tensor the engine saw; in float fallback, every tensor
+/// known to be float, with an empty range) or, in float fallback, left float.
 pub fn assign(
     graph: &Graph,
     layout: &Layout,
     observed: &BTreeMap<String, MinMax>,
     config: &Config,
+    given: &GivenEncodings,
+    mode: Mode,
 ) -> Result<Assignment, Error> {
     let mut out = Assignment::default();
+    let fixed = |m: &str| match given.get(m).map(|g| &g.given) {
+        Some(Given::Fixed(e)) => Some(e),
+        _ => None,
+    };
+    let class_fixed: Vec<Option<(&String, &Encoding)>> =
+        layout.classes.iter().map(|c| c.members.iter().find_map(|m| fixed(m).map(|e| (m, e)))).collect();
     let ranges = class_ranges(graph, layout, observed)?;
-    let merged = merge_groups(layout, &ranges, &mut out.split_groups);
+    let merged = merge_groups(layout, &ranges, &class_fixed, &mut out.split_groups);
 
     for (class, members) in layout.classes.iter().enumerate().map(|(i, c)| (i, &c.members)) {
         let root = merged.find(class);
-        let Some(range) = merged.range(root, &ranges) else { continue };
-        let (lo, hi) = (f64::from(range.min), f64::from(range.max));
-        let all_constant = merged.members(root, layout).all(|m| is_constant(graph, m));
-        let min_width = if all_constant { param_min_width(hi.max(0.0) - lo.min(0.0)) } else { MIN_RANGE };
-        let encoding = Encoding::from_range_wider_than(lo, hi, min_width, &config.act, Origin::Calibrated);
+        // A given encoding anywhere in the merged classes is shared by all of them, first first.
+        let shared = merged.classes(root).find_map(|c| class_fixed[c]);
+        let calibrated = match (shared, mode) {
+            (None, Mode::Calibrate) => merged.range(root, &ranges).map(|range| {
+                let spec = merged
+                    .members(root, layout)
+                    .find_map(|m| match given.get(m).map(|g| &g.given) {
+                        Some(Given::Bitwidth { bitwidth, symmetric }) => Some(QuantSpec {
+                            bitwidth: *bitwidth,
+                            schema: match symmetric {
+                                Some(true) => Schema::Symmetric,
+                                Some(false) => Schema::Asymmetric,
+                                None => config.act.schema,
+                            },
+                            ..config.act
+                        }),
+                        _ => None,
+                    })
+                    .unwrap_or(config.act);
+                let (lo, hi) = (f64::from(range.min), f64::from(range.max));
+                let all_constant = merged.members(root, layout).all(|m| is_constant(graph, m));
+                let min_width =
+                    if all_constant { param_min_width(hi.max(0.0) - lo.min(0.0)) } else { MIN_RANGE };
+                Encoding::from_range_wider_than(lo, hi, min_width, &spec, Origin::Calibrated)
+            }),
+            _ => None,
+        };
         for (k, m) in members.iter().enumerate() {
-            if !has_data(graph, observed, m) {
-                continue;
-            }
-            let origin = if k == 0 { Origin::Calibrated } else { Origin::Propagated };
             let kind = if is_constant(graph, m) { Kind::Param } else { Kind::Activation };
-            out.encodings.tensors.insert(
-                m.clone(),
-                TensorEncoding { kind, encoding: Encoding { origin, ..encoding.clone() } },
-            );
+            let encoding = match given.get(m).map(|g| &g.given) {
+                Some(Given::Fixed(e)) => {
+                    if let Some((owner, _)) = shared.filter(|(_, first)| *first != e) {
+                        out.conflicts.push((owner.clone(), m.clone()));
+                    }
+                    e.clone()
+                }
+                Some(Given::Float { bitwidth }) => {
+                    out.encodings.floats.insert(m.clone(), float(kind, *bitwidth, FloatReason::Given));
+                    continue;
+                }
+                // Only float tensors take a propagated encoding (in float fallback, `observed` holds
+                // the tensors type inference found float, without ranges).
+                _ if !(observed.contains_key(m) || is_float_constant(graph, m)) => continue,
+                _ => match (shared, &calibrated) {
+                    (Some((_, e)), _) => Encoding { origin: Origin::Propagated, ..e.clone() },
+                    (None, Some(e)) if has_data(graph, observed, m) => {
+                        let origin = if k == 0 { Origin::Calibrated } else { Origin::Propagated };
+                        Encoding { origin, ..e.clone() }
+                    }
+                    (None, _) if mode == Mode::FloatFallback => {
+                        let f = float(kind, config.float_bitwidth, FloatReason::Fallback);
+                        out.encodings.floats.insert(m.clone(), f);
+                        continue;
+                    }
+                    (None, _) => continue,
+                },
+            };
+            out.encodings.tensors.insert(m.clone(), TensorEncoding { kind, encoding });
         }
     }
 
     for (name, role) in &layout.roles {
         if let Role::Weight { channel_axis, per_channel } = role {
-            let encoding = weight_encoding(graph, name, *channel_axis, *per_channel, &config.weight)?;
+            let encoding = match given.get(name).map(|g| &g.given) {
+                Some(Given::Fixed(e)) => e.clone(),
+                Some(Given::Float { bitwidth }) => {
+                    out.encodings
+                        .floats
+                        .insert(name.clone(), float(Kind::Param, *bitwidth, FloatReason::Given));
+                    continue;
+                }
+                Some(Given::Bitwidth { bitwidth, .. }) => {
+                    let spec = QuantSpec { bitwidth: *bitwidth, ..config.weight };
+                    weight_encoding(graph, name, *channel_axis, *per_channel, &spec)?
+                }
+                None if mode == Mode::FloatFallback => {
+                    let f = float(Kind::Param, config.float_bitwidth, FloatReason::Fallback);
+                    out.encodings.floats.insert(name.clone(), f);
+                    continue;
+                }
+                None => weight_encoding(graph, name, *channel_axis, *per_channel, &config.weight)?,
+            };
             out.encodings.tensors.insert(name.clone(), TensorEncoding { kind: Kind::Param, encoding });
         }
     }
     for (name, role) in &layout.roles {
         if let Role::Bias { input, weight, row_layer } = role {
-            let (values, _) = constant_values(graph, name)?;
-            if config.adjust_bias {
-                let widened = fit_weight_to_bias(&values, input, weight, &mut out.encodings);
-                if widened > 0 {
-                    out.adjusted_weights.push((weight.clone(), widened));
+            let float_bias = |bits: u8| config.float_bias_bitwidth.unwrap_or(bits);
+            let encoding = match given.get(name).map(|g| &g.given) {
+                Some(Given::Fixed(e)) => e.clone(),
+                Some(Given::Float { bitwidth }) => {
+                    let f = float(Kind::Param, float_bias(*bitwidth), FloatReason::Given);
+                    out.encodings.floats.insert(name.clone(), f);
+                    continue;
                 }
-            }
-            let encoding = bias_encoding(&values, (input, weight, *row_layer), &out.encodings, config);
-            let over = saturated(&values, &encoding);
-            if over > 0 {
-                out.saturated_biases.push((name.clone(), over));
-            }
+                _ => {
+                    let (values, _) = constant_values(graph, name)?;
+                    let derivable = out.encodings.get(input).is_some() && out.encodings.get(weight).is_some();
+                    if mode == Mode::FloatFallback && !(derivable && config.bias_bitwidth == 32) {
+                        let f = float(Kind::Param, float_bias(config.float_bitwidth), FloatReason::Fallback);
+                        out.encodings.floats.insert(name.clone(), f);
+                        continue;
+                    }
+                    if config.adjust_bias && fixed(weight).is_none() {
+                        let widened = fit_weight_to_bias(&values, input, weight, &mut out.encodings);
+                        if widened > 0 {
+                            out.adjusted_weights.push((weight.clone(), widened));
+                        }
+                    }
+                    let encoding =
+                        bias_encoding(&values, (input, weight, *row_layer), &out.encodings, config);
+                    let over = saturated(&values, &encoding);
+                    if over > 0 {
+                        out.saturated_biases.push((name.clone(), over));
+                    }
+                    encoding
+                }
+            };
             out.encodings.tensors.insert(name.clone(), TensorEncoding { kind: Kind::Param, encoding });
         }
     }
+    couple_layers(graph, layout, config, &mut out.encodings);
     Ok(out)
+}
+
+fn float(kind: Kind, bitwidth: u8, reason: FloatReason) -> FloatTensor {
+    FloatTensor { kind, bitwidth, reason }
+}
+
+/// Spec §4.4: a Conv, ConvTranspose, Gemm or MatMul whose output, weight or bias is float is
+/// float entirely (an op is either fixed-point or float). The float bitwidth is that of the
+/// float member; the bias takes `--float_bias_bitwidth` when set.
+fn couple_layers(graph: &Graph, layout: &Layout, config: &Config, encodings: &mut Encodings) {
+    for node in graph.nodes() {
+        let Some(weight) =
+            node.inputs.get(1).filter(|w| matches!(layout.roles.get(*w), Some(Role::Weight { .. })))
+        else {
+            continue;
+        };
+        let bias = node.inputs.get(2).filter(|b| matches!(layout.roles.get(*b), Some(Role::Bias { .. })));
+        let Some(first) = node.outputs.first() else { continue };
+        // A fused output carries no encoding: its activation's output speaks for the layer.
+        let next = graph.consumers(first).next().and_then(|n| n.outputs.first());
+        let output = match next {
+            Some(next) if layout.fused.contains(first) => next.clone(),
+            _ => first.clone(),
+        };
+        let members: Vec<&String> = [Some(&output), Some(weight), bias].into_iter().flatten().collect();
+        let Some(bits) = members.iter().find_map(|m| encodings.floats.get(*m)).map(|f| f.bitwidth) else {
+            continue;
+        };
+        for m in members {
+            if let Some(t) = encodings.tensors.remove(m) {
+                let is_bias = Some(m) == bias;
+                let bitwidth = if is_bias { config.float_bias_bitwidth.unwrap_or(bits) } else { bits };
+                encodings.floats.insert(m.clone(), float(t.kind, bitwidth, FloatReason::Coupled));
+            }
+        }
+    }
 }
 
 /// Bias values whose integer lies outside the encoding's grid (they are clamped when baked).
@@ -191,6 +334,11 @@ impl Merged {
         c
     }
 
+    /// The classes merged into `root`, in class order.
+    fn classes(&self, root: usize) -> impl Iterator<Item = usize> + '_ {
+        (0..self.parent.len()).filter(move |&c| self.find(c) == root)
+    }
+
     /// Every tensor of the classes merged into `root`.
     fn members<'a>(&'a self, root: usize, layout: &'a Layout) -> impl Iterator<Item = &'a String> + 'a {
         layout
@@ -212,10 +360,25 @@ impl Merged {
     }
 }
 
-fn merge_groups(layout: &Layout, ranges: &[Option<MinMax>], split: &mut Vec<(String, f64)>) -> Merged {
+/// Joins each group's classes (Decision 10): always when one of them carries a given encoding
+/// (the group takes the first one, propagation), else when their widths are within
+/// [`GROUP_WIDTH_RATIO`].
+fn merge_groups(
+    layout: &Layout,
+    ranges: &[Option<MinMax>],
+    fixed: &[Option<(&String, &Encoding)>],
+    split: &mut Vec<(String, f64)>,
+) -> Merged {
     let mut merged = Merged { parent: (0..layout.classes.len()).collect() };
     for group in &layout.groups {
         let roots: Vec<usize> = group.classes.iter().map(|&c| merged.find(c)).collect();
+        if group.classes.iter().any(|&c| fixed[c].is_some()) {
+            for &r in &roots[1..] {
+                let (a, b) = (merged.find(roots[0]), merged.find(r));
+                merged.parent[b] = a;
+            }
+            continue;
+        }
         let widths: Vec<f64> = roots
             .iter()
             .filter_map(|&r| merged.range(r, ranges))
@@ -342,6 +505,8 @@ mod tests {
             bias_bitwidth: 32,
             per_row_bias: false,
             adjust_bias: true,
+            float_bitwidth: 32,
+            float_bias_bitwidth: None,
         };
         let bias = [0.5f32, 100.0];
         let mut e = encodings(0.01, &[0.01, 1e-11]);

@@ -104,10 +104,30 @@ pub fn to_json(
     for (name, t) in &encodings.tensors {
         check(name, &t.encoding)?;
     }
-    let section = |kind: Kind| encodings.tensors.iter().filter(move |(_, t)| t.kind == kind);
+    // Integer and float entries of one section, merged in name order.
+    let section = |kind: Kind| {
+        let ints = encodings
+            .tensors
+            .iter()
+            .filter(move |(_, t)| t.kind == kind)
+            .map(|(n, t)| (n, Some(&t.encoding), 0));
+        let floats =
+            encodings.floats.iter().filter(move |(_, f)| f.kind == kind).map(|(n, f)| (n, None, f.bitwidth));
+        let mut all: Vec<_> = ints.chain(floats).collect();
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        all
+    };
     let text = match version {
         JsonVersion::V1_0_0 => {
-            let entries = |kind| section(kind).map(|(name, t)| EntryV1::new(name, &t.encoding)).collect();
+            let entries = |kind| {
+                section(kind)
+                    .into_iter()
+                    .map(|(name, e, bw)| match e {
+                        Some(e) => AnyV1::Int(EntryV1::new(name, e)),
+                        None => AnyV1::Float(FloatV1 { name, dtype: "FLOAT", enc_type: "PER_TENSOR", bw }),
+                    })
+                    .collect()
+            };
             render(&FileV1 {
                 version: version.as_str(),
                 activation_encodings: entries(Kind::Activation),
@@ -117,8 +137,15 @@ pub fn to_json(
             })
         }
         JsonVersion::V0_6_1 => {
-            let entries =
-                |kind| section(kind).map(|(name, t)| (name.as_str(), entries_v0(&t.encoding))).collect();
+            let entries = |kind| {
+                section(kind)
+                    .into_iter()
+                    .map(|(name, e, bitwidth)| match e {
+                        Some(e) => (name.as_str(), entries_v0(e).into_iter().map(AnyV0::Int).collect()),
+                        None => (name.as_str(), vec![AnyV0::Float(FloatV0 { bitwidth, dtype: "float" })]),
+                    })
+                    .collect()
+            };
             render(&FileV0 {
                 version: version.as_str(),
                 activation_encodings: entries(Kind::Activation),
@@ -171,11 +198,27 @@ const QUANT_SCHEME: &str = "post_training_tf";
 #[derive(Serialize)]
 struct FileV1<'a> {
     version: &'static str,
-    activation_encodings: Vec<EntryV1<'a>>,
-    param_encodings: Vec<EntryV1<'a>>,
+    activation_encodings: Vec<AnyV1<'a>>,
+    param_encodings: Vec<AnyV1<'a>>,
     quantizer_args: ArgsV1,
     /// ptq excludes no layers; AIMET writes the key anyway.
     excluded_layers: [&'static str; 0],
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum AnyV1<'a> {
+    Int(EntryV1<'a>),
+    Float(FloatV1<'a>),
+}
+
+/// A tensor kept float (spec §4.2: `dtype` FLOAT with only its bitwidth).
+#[derive(Serialize)]
+struct FloatV1<'a> {
+    name: &'a str,
+    dtype: &'static str,
+    enc_type: &'static str,
+    bw: u8,
 }
 
 #[derive(Serialize)]
@@ -236,9 +279,23 @@ impl ArgsV1 {
 #[derive(Serialize)]
 struct FileV0<'a> {
     version: &'static str,
-    activation_encodings: BTreeMap<&'a str, Vec<EntryV0>>,
-    param_encodings: BTreeMap<&'a str, Vec<EntryV0>>,
+    activation_encodings: BTreeMap<&'a str, Vec<AnyV0>>,
+    param_encodings: BTreeMap<&'a str, Vec<AnyV0>>,
     quantizer_args: ArgsV0,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum AnyV0 {
+    Int(EntryV0),
+    Float(FloatV0),
+}
+
+/// A tensor kept float (spec §4.1: `dtype` float with only its bitwidth).
+#[derive(Serialize)]
+struct FloatV0 {
+    bitwidth: u8,
+    dtype: &'static str,
 }
 
 /// One channel of a 0.6.1 encoding; more than one in a list means per channel (spec §4.1).

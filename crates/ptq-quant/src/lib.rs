@@ -9,14 +9,15 @@ mod error;
 pub mod json;
 mod observer;
 mod overrides;
+pub mod overrides_json;
 pub mod rules;
 mod spec;
 
-pub use assign::{Assignment, Config, GROUP_WIDTH_RATIO, assign};
+pub use assign::{Assignment, Config, GROUP_WIDTH_RATIO, Mode, assign};
 pub use error::Error;
 pub use observer::MinMax;
 pub use overrides::{Given, GivenEncoding, GivenEncodings, Section};
 
 pub use encoding::{Encoding, MIN_RANGE, Origin, param_min_width};
-pub use encodings::{Encodings, Kind, TensorEncoding};
+pub use encodings::{Encodings, FloatReason, FloatTensor, Kind, TensorEncoding};
 pub use spec::{QuantSpec, Schema};
