@@ -176,15 +176,15 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
         g.ignore_quantization_overrides,
         ui,
     )?;
-    if list.is_none() && given.encodings.is_empty() && g.quantization_overrides.is_none() {
+    let (model, folded) = prepare(&given.model, &config, &given.encodings)?;
+    given::check(&mut given.encodings, &given.model.graph, &model.graph, g.allow_unknown_override_names, ui)?;
+    if list.is_none() && given.encodings.is_empty() {
         bail!(
-            "--enable_float_fallback: {} carries no encodings and no --quantization_overrides were given, so \
-             there is nothing to propagate; calibrate with --input_list instead",
+            "--enable_float_fallback: {} carries no encodings and --quantization_overrides gave none, so there \
+             is nothing to propagate; calibrate with --input_list instead",
             args.input_model.display()
         );
     }
-    let (model, folded) = prepare(&given.model, &config, &given.encodings)?;
-    given::check(&mut given.encodings, &given.model.graph, &model.graph, g.allow_unknown_override_names, ui)?;
     stage("load, convert, fold", t);
     let rules = RuleOptions {
         per_channel: args.use_per_channel_quantization,

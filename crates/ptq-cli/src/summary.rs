@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ptq_ir::{DataType, Graph};
 use ptq_quant::rules::{Layout, Role};
-use ptq_quant::{Assignment, Kind};
+use ptq_quant::{Assignment, FloatReason, Kind};
 
 pub struct OutputSqnr {
     pub name: String,
@@ -57,15 +57,31 @@ impl Summary {
             }
         };
         count("outputs fused into the activation that follows (Conv→Relu, Add→Relu, …)", layout.fused.len());
+        let floats = &a.encodings.floats;
+        let chosen = |reason: FloatReason| floats.values().filter(|f| f.reason == reason).count();
+        count("kept float by the given encodings", chosen(FloatReason::Given));
+        count("float fallback (no encoding given or propagated)", chosen(FloatReason::Fallback));
+        count(
+            "float with their layer (Conv/Gemm/MatMul output, weight or bias is float)",
+            chosen(FloatReason::Coupled),
+        );
         let float_constants = graph
             .tensors()
             .filter(|t| {
-                t.is_constant() && t.dtype == Some(DataType::Float) && a.encodings.get(&t.name).is_none()
+                t.is_constant()
+                    && t.dtype == Some(DataType::Float)
+                    && a.encodings.get(&t.name).is_none()
+                    && !floats.contains_key(&t.name)
             })
             .count();
         count("constants that are not data (shapes, bounds, exponents, norm statistics)", float_constants);
-        let unseen = observed_float.filter(|t| a.encodings.get(t).is_none()).count();
+        let unseen =
+            observed_float.filter(|t| a.encodings.get(t).is_none() && !floats.contains_key(*t)).count();
         count("tensors without calibration data", unseen);
+        let half = floats.values().filter(|f| f.bitwidth == 16).count();
+        if half > 0 {
+            count("of the float tensors run at 16 bit (Cast pairs)", half);
+        }
         Summary {
             folded_batch_norms: 0,
             by_bitwidth,
@@ -119,6 +135,9 @@ impl Summary {
         }
         for (weight, n) in &self.adjusted_weights {
             lines.push(format!("  adjusted   `{weight}`: {n} channel scale(s) widened to fit their biases"));
+        }
+        if self.sqnr.is_empty() {
+            lines.push("  SQNR       not measured: float fallback has no samples".into());
         }
         for s in &self.sqnr {
             let note = if s.quantized { "" } else { " (float output)" };

@@ -334,9 +334,10 @@ impl<'g> Reader<'g> {
                     ),
                 ));
             }
-            let Some(y) = d.outputs.first().filter(|o| !o.is_empty()) else { continue };
             self.remove(d, d.inputs.iter().skip(1).cloned());
-            self.bypass(y, x);
+            if let Some(y) = d.outputs.first().filter(|o| !o.is_empty()) {
+                self.bypass(y, x);
+            }
             self.pairs += 1;
         }
         self.remove(q, q.inputs.iter().skip(1).cloned());

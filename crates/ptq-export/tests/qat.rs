@@ -671,3 +671,37 @@ fn a_centred_asymmetric_range_reads_back_as_symmetric() {
     let (_, back) = fixed(&qat.given, "x");
     assert_eq!(back, Encoding { symmetric: true, origin: Origin::Qat, ..e });
 }
+
+#[test]
+fn a_one_value_scale_with_an_axis_is_per_channel_only_along_a_dimension_of_one() {
+    let ms = |mut n: NodeProto| {
+        n.domain = Some("com.microsoft".into());
+        n
+    };
+    let m = model(
+        vec![value("x", &[1, 4])],
+        &["y"],
+        vec![
+            // onnxruntime's com.microsoft twins read like the ONNX ones.
+            ms(node("q", "QuantizeLinear", &["x", "s", "z"], "xq", vec![int("axis", 1)])),
+            ms(node("dq", "DequantizeLinear", &["xq", "s", "z"], "xd", vec![int("axis", 1)])),
+            dq("dq_one", &["one_q", "s"], "one", Some(0)),
+            dq("dq_four", &["four_q", "s"], "four", Some(1)),
+            node("add", "Add", &["xd", "one"], "a", vec![]),
+            node("mul", "Mul", &["a", "four"], "y", vec![]),
+        ],
+        vec![
+            f32s("s", &[1], &[0.5]),
+            u16s("z", &[1], &[7]),
+            i8s("one_q", &[1, 4], &[1, 2, 3, 4]),
+            i8s("four_q", &[1, 4], &[1, 2, 3, 4]),
+        ],
+        21,
+    );
+    let (qat, g) = read(&m);
+    assert_eq!(ops(&g), ["Add", "Mul"]);
+    let (_, x) = fixed(&qat.given, "x");
+    assert_eq!((x.bitwidth, x.signed, x.zero_points, x.axis), (16, false, vec![7], None));
+    assert_eq!(fixed(&qat.given, "one").1.axis, Some(0));
+    assert_eq!(fixed(&qat.given, "four").1.axis, None);
+}

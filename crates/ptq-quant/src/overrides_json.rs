@@ -573,7 +573,7 @@ impl Reader {
                         ctx,
                         format!(
                             "symmetric {bitwidth}-bit encoding with offset {o}; a symmetric encoding has \
-                             offset {} (−2^{}), {} when strict, or 0 when unsigned",
+                             offset {} (-2^{}), {} when strict, or 0 when unsigned",
                             -half,
                             b - 1,
                             -(half - 1)

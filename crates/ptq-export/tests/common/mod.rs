@@ -69,6 +69,10 @@ pub fn u8s(name: &str, dims: &[i64], v: &[u8]) -> TensorProto {
     raw(name, DataType::Uint8, dims, v.to_vec())
 }
 
+pub fn u16s(name: &str, dims: &[i64], v: &[u16]) -> TensorProto {
+    raw(name, DataType::Uint16, dims, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+}
+
 pub fn i8s(name: &str, dims: &[i64], v: &[i8]) -> TensorProto {
     raw(name, DataType::Int8, dims, v.iter().map(|&x| x as u8).collect())
 }

@@ -1,0 +1,196 @@
+//! Given encodings: overrides files, QDQ models, fill-in-the-gaps, float fallback, `ptq convert`.
+
+mod common;
+
+use std::fs;
+use std::path::PathBuf;
+
+use assert_cmd::Command;
+use common::{Work, model, zoo_lines};
+use predicates::prelude::*;
+use predicates::str::contains;
+use serde_json::{Value, json};
+
+fn calib(work: &mut Work) -> PathBuf {
+    work.list("calib.txt", &zoo_lines("digits_cnn", "calib.txt", 16))
+}
+
+fn quantize(work: &Work, input: &PathBuf, out: &str) -> Command {
+    let mut cmd = work.ptq();
+    cmd.arg("quantize").arg("--input_model").arg(input).arg("--output_model").arg(work.path(out));
+    cmd
+}
+
+fn read_json(work: &Work, name: &str) -> Value {
+    serde_json::from_slice(&fs::read(work.path(name)).unwrap()).unwrap()
+}
+
+fn entry<'a>(doc: &'a Value, name: &str) -> Option<&'a Value> {
+    ["activation_encodings", "param_encodings"]
+        .iter()
+        .flat_map(|s| doc[*s].as_array().unwrap())
+        .find(|e| e["name"] == name)
+}
+
+fn ops(work: &Work, file: &str) -> Vec<(String, String)> {
+    let path = work.path(file);
+    let m = ptq_onnx::decode(fs::read(&path).unwrap().into(), &path).unwrap();
+    m.graph.unwrap().node.iter().map(|n| (n.op_type().to_owned(), n.name().to_owned())).collect()
+}
+
+/// The round trip: dumped encodings → convert → float fallback = the first model, byte
+/// for byte.
+#[test]
+fn dump_convert_fallback_round_trip_is_byte_identical() {
+    let mut work = Work::new();
+    let list = calib(&mut work);
+    quantize(&work, &model("digits_cnn"), "q.onnx")
+        .args(["--use_per_channel_quantization", "--dump_encoding_json", "--input_list"])
+        .arg(&list)
+        .assert()
+        .success();
+    let mut convert = work.ptq();
+    convert.arg("convert").arg("--input_network").arg(model("digits_cnn"));
+    convert
+        .arg("--quantization_overrides")
+        .arg(work.path("q_encoding.json"))
+        .arg("--output_path")
+        .arg(work.path("c.onnx"));
+    convert.assert().success();
+    quantize(&work, &work.path("c.onnx"), "r.onnx").arg("--enable_float_fallback").assert().success();
+    assert!(fs::read(work.path("q.onnx")).unwrap() == fs::read(work.path("r.onnx")).unwrap());
+}
+
+/// A QDQ model keeps every one of its encodings when it is quantized again (nothing to fill).
+#[test]
+fn a_qdq_model_keeps_its_encodings() {
+    let mut work = Work::new();
+    let list = calib(&mut work);
+    quantize(&work, &model("digits_cnn"), "q.onnx").arg("--input_list").arg(&list).assert().success();
+    quantize(&work, &work.path("q.onnx"), "again.onnx")
+        .arg("--input_list")
+        .arg(&list)
+        .assert()
+        .success()
+        .stderr(contains("qat"));
+    assert!(fs::read(work.path("q.onnx")).unwrap() == fs::read(work.path("again.onnx")).unwrap());
+}
+
+/// Partial overrides: the named tensors keep exactly what the file says (bitwidth, scale,
+/// offset, float); the others are calibrated as in a run without overrides.
+#[test]
+fn partial_overrides_are_kept_and_the_rest_calibrated() {
+    let mut work = Work::new();
+    let list = calib(&mut work);
+    quantize(&work, &model("digits_cnn"), "plain.onnx")
+        .args(["--dump_encoding_json", "--input_list"])
+        .arg(&list)
+        .assert()
+        .success();
+    let plain = read_json(&work, "plain_encoding.json");
+    let overrides = json!({
+        "version": "1.0.0",
+        "activation_encodings": [
+            {"name": "input", "dtype": "INT", "enc_type": "PER_TENSOR", "is_sym": false, "bw": 16,
+             "scale": [0.0001], "offset": [-1000]},
+            {"name": "relu2_out", "dtype": "FLOAT", "enc_type": "PER_TENSOR", "bw": 16},
+        ],
+        "param_encodings": [],
+    });
+    work.write("over.json", overrides.to_string());
+    quantize(&work, &model("digits_cnn"), "q.onnx")
+        .args(["--dump_encoding_json", "--input_list"])
+        .arg(&list)
+        .arg("--quantization_overrides")
+        .arg(work.path("over.json"))
+        .assert()
+        .success()
+        .stderr(contains("override"));
+    let got = read_json(&work, "q_encoding.json");
+    let input = entry(&got, "input").unwrap();
+    assert_eq!((input["bw"].as_u64(), input["offset"][0].as_i64()), (Some(16), Some(-1000)));
+    assert_eq!(input["scale"][0].as_f64().unwrap() as f32, 0.0001f32);
+    assert_eq!(entry(&got, "relu2_out").unwrap()["dtype"], "FLOAT");
+    // relu2_out is float at 16 bit: a marked Cast pair. It is the output of the depthwise conv
+    // (fused with its Relu), so that layer's weight and bias are float too (spec §4.4).
+    assert_eq!(entry(&got, "dwconv.weight").unwrap()["dtype"], "FLOAT");
+    assert_eq!(entry(&got, "dwconv.bias").unwrap()["dtype"], "FLOAT");
+    let nodes = ops(&work, "q.onnx");
+    assert!(nodes.iter().any(|(op, name)| op == "Cast" && name == "relu2_out_ptq_fp16_cast"), "{nodes:?}");
+    // A tensor nobody overrode is calibrated exactly as before.
+    assert_eq!(entry(&got, "relu3_out"), entry(&plain, "relu3_out"));
+}
+
+#[test]
+fn float_fallback_without_encodings_is_an_error() {
+    let work = Work::new();
+    quantize(&work, &model("digits_cnn"), "q.onnx")
+        .arg("--enable_float_fallback")
+        .assert()
+        .code(1)
+        .stderr(contains("nothing to propagate"));
+    assert!(!work.path("q.onnx").exists());
+}
+
+#[test]
+fn float_fallback_with_ignored_overrides_is_a_usage_error() {
+    let work = Work::new();
+    quantize(&work, &model("digits_cnn"), "q.onnx")
+        .args(["--enable_float_fallback", "--ignore_quantization_overrides"])
+        .assert()
+        .code(2)
+        .stderr(contains("--ignore_quantization_overrides"));
+}
+
+#[test]
+fn malformed_overrides_name_line_and_column() {
+    let mut work = Work::new();
+    let list = calib(&mut work);
+    work.write("bad.json", "{\n  \"version\": \"1.0.0\",\n  \"activation_encodings\": [ oops ]\n}\n");
+    quantize(&work, &model("digits_cnn"), "q.onnx")
+        .arg("--input_list")
+        .arg(&list)
+        .arg("--quantization_overrides")
+        .arg(work.path("bad.json"))
+        .assert()
+        .code(1)
+        .stderr(contains("bad.json:3:"));
+    assert!(!work.path("q.onnx").exists());
+}
+
+#[test]
+fn unknown_override_names_list_the_closest_and_can_be_allowed() {
+    let mut work = Work::new();
+    let list = calib(&mut work);
+    let overrides = json!({"version": "1.0.0", "param_encodings": [], "activation_encodings": [
+        {"name": "relu_2_out", "dtype": "FLOAT", "enc_type": "PER_TENSOR", "bw": 16}]});
+    work.write("over.json", overrides.to_string());
+    let run = |allow: bool| {
+        let mut cmd = quantize(&work, &model("digits_cnn"), "q.onnx");
+        cmd.arg("--input_list").arg(&list).arg("--quantization_overrides").arg(work.path("over.json"));
+        if allow {
+            cmd.arg("--allow_unknown_override_names");
+        }
+        cmd
+    };
+    run(false).assert().code(1).stderr(contains("relu_2_out").and(contains("relu2_out")));
+    run(true).assert().success().stderr(contains("warning").and(contains("relu_2_out")));
+}
+
+#[test]
+fn convert_stripped_gives_a_clean_float_model() {
+    let mut work = Work::new();
+    let list = calib(&mut work);
+    quantize(&work, &model("digits_cnn"), "q.onnx").arg("--input_list").arg(&list).assert().success();
+    let mut convert = work.ptq();
+    convert.arg("convert").arg("--input_network").arg(work.path("q.onnx"));
+    convert.args(["--export_format", "DLC_STRIP_QUANT", "--output_path"]).arg(work.path("f.onnx"));
+    convert.assert().success();
+    let nodes = ops(&work, "f.onnx");
+    assert!(nodes.iter().all(|(op, _)| !op.contains("Quantize")), "{nodes:?}");
+    // It runs, and like the float model (BatchNormalization folded in the quantized one).
+    let out = work.path("out");
+    let mut run = work.ptq();
+    run.arg("run").arg("--input_model").arg(work.path("f.onnx")).arg("--input_list").arg(&list);
+    run.arg("--output_dir").arg(&out).assert().success();
+}
