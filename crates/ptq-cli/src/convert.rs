@@ -36,7 +36,7 @@ pub fn convert(args: &ConvertArgs, ui: &Ui) -> Result<()> {
         ui,
     )?;
     if stripped {
-        write_outputs(&given.model.loaded.model, given.model.dir(), &args.output_path, None)?;
+        write_outputs(&given.model.loaded.model, given.model.dir(), &args.output_path, &[])?;
         ui.info(&format!(
             "ptq convert: wrote the float model {} ({} encodings dropped) in {:.2} s",
             args.output_path.display(),
@@ -79,7 +79,7 @@ pub fn convert(args: &ConvertArgs, ui: &Ui) -> Result<()> {
     }
     let encodings = &assignment.encodings;
     let qdq = qdq_model(&model.loaded.model, &model.graph, encodings)?;
-    write_outputs(&qdq, model.dir(), &args.output_path, None)?;
+    write_outputs(&qdq, model.dir(), &args.output_path, &[])?;
     let fp16 = encodings.floats.values().filter(|f| f.bitwidth == 16).count();
     ui.info(&format!(
         "ptq convert: wrote {} in {:.2} s: {} given encodings ({} from the model), {} integer tensors, \

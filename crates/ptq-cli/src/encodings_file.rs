@@ -1,15 +1,15 @@
 //! Writing `ptq quantize`'s results: the QDQ model and, when asked, the encodings JSON.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use ptq_onnx::proto::ModelProto;
-use ptq_quant::Encodings;
 use ptq_quant::json::{JsonVersion, QuantizerArgs, to_json};
+use ptq_quant::{Encodings, Kind};
 
 use crate::cli::{EncodingVersion, QuantizeArgs, SchemaArg};
-use crate::quantize::encodings_path;
+use crate::summary::OutputSqnr;
 
 pub fn render(encodings: &Encodings, args: &QuantizeArgs) -> Result<String> {
     let version = match args.encoding_version {
@@ -28,26 +28,68 @@ pub fn render(encodings: &Encodings, args: &QuantizeArgs) -> Result<String> {
     Ok(to_json(encodings, &quantizer_args, version)?)
 }
 
-/// Writes the model (and JSON) atomically; on failure nothing new is left behind.
-pub fn write_outputs(model: &ModelProto, source_dir: &Path, output: &Path, json: Option<&str>) -> Result<()> {
-    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the folder of {}", output.display()))?;
+/// Writes the model and its side files (encodings JSON, report) atomically; on failure nothing
+/// new is left behind.
+pub fn write_outputs(
+    model: &ModelProto,
+    source_dir: &Path,
+    output: &Path,
+    side: &[(PathBuf, String)],
+) -> Result<()> {
+    let dir = output.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the folder of {}", output.display()))?;
+    crate::interrupt::register_temp_files(dir);
+    let mut written: Vec<&Path> = Vec::new();
+    let mut result = side.iter().try_for_each(|(path, text)| {
+        write_atomic(path, text.as_bytes())?;
+        written.push(path);
+        Ok::<(), anyhow::Error>(())
+    });
+    if result.is_ok() {
+        result = ptq_onnx::save(model, source_dir, output).map_err(Into::into);
     }
-    let json_path = encodings_path(output);
-    crate::interrupt::register_temp_files(
-        output.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")),
-    );
-    if let Some(text) = json {
-        write_atomic(&json_path, text.as_bytes())?;
-    }
-    if let Err(e) = ptq_onnx::save(model, source_dir, output) {
-        if json.is_some() {
-            let _ = std::fs::remove_file(&json_path);
+    if result.is_err() {
+        for path in written {
+            let _ = std::fs::remove_file(path);
         }
-        return Err(e.into());
     }
-    Ok(())
+    result
+}
+
+/// `ptq quantize`'s per-tensor report: where each encoding came from (override, QAT, calibrated,
+/// propagated, derived) or why the tensor stayed float, and the closing SQNR.
+pub fn report(encodings: &Encodings, sqnr: &[OutputSqnr]) -> Result<String> {
+    let mut tensors = serde_json::Map::new();
+    let kind = |k: Kind| if k == Kind::Activation { "activation" } else { "param" };
+    let names: std::collections::BTreeSet<&String> =
+        encodings.tensors.keys().chain(encodings.floats.keys()).collect();
+    for name in names {
+        let entry = match (encodings.tensors.get(name), encodings.floats.get(name)) {
+            (Some(t), _) => serde_json::json!({
+                "origin": t.encoding.origin.name(),
+                "kind": kind(t.kind),
+                "dtype": "int",
+                "bitwidth": t.encoding.bitwidth,
+            }),
+            (None, Some(f)) => serde_json::json!({
+                "origin": f.reason.name(),
+                "kind": kind(f.kind),
+                "dtype": "float",
+                "bitwidth": f.bitwidth,
+            }),
+            (None, None) => continue,
+        };
+        tensors.insert(name.clone(), entry);
+    }
+    let sqnr: serde_json::Map<String, serde_json::Value> = sqnr
+        .iter()
+        .map(|s| {
+            (s.name.clone(), if s.db.is_finite() { serde_json::json!(s.db) } else { serde_json::Value::Null })
+        })
+        .collect();
+    let doc = serde_json::json!({ "tensors": tensors, "sqnr_db_first_samples": sqnr });
+    Ok(serde_json::to_string_pretty(&doc)? + "\n")
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -141,6 +141,12 @@ fn output_path(args: &QuantizeArgs) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// `<output stem>_report.json` beside the output model: where each encoding came from.
+pub fn report_path(output: &Path) -> PathBuf {
+    let stem = output.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    output.with_file_name(format!("{stem}_report.json"))
+}
+
 /// `<output stem>_encoding.json` beside the output model (qairt's naming).
 pub fn encodings_path(output: &Path) -> PathBuf {
     let stem = output.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
@@ -220,12 +226,17 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
     }
 
     let json = args.dump_encoding_json.then(|| crate::encodings_file::render(encodings, args)).transpose()?;
-    crate::encodings_file::write_outputs(&qdq, model.dir(), &output, json.as_deref())?;
+    let mut side = vec![(report_path(&output), crate::encodings_file::report(encodings, &sqnr)?)];
+    if let Some(json) = &json {
+        side.push((encodings_path(&output), json.clone()));
+    }
+    crate::encodings_file::write_outputs(&qdq, model.dir(), &output, &side)?;
 
     let mut summary =
         Summary::new(&model.graph, &layout, observed.keys(), &assignment, sqnr, start.elapsed());
     summary.folded_batch_norms = folded;
-    ui.info(&summary.render(&output, json.is_some().then(|| encodings_path(&output)).as_deref()));
+    let side_paths: Vec<&Path> = side.iter().map(|(p, _)| p.as_path()).collect();
+    ui.info(&summary.render(&output, &side_paths));
     Ok(())
 }
 

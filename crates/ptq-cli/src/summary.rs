@@ -95,12 +95,11 @@ impl Summary {
         }
     }
 
-    pub fn render(&self, model: &Path, json: Option<&Path>) -> String {
+    pub fn render(&self, model: &Path, side: &[&Path]) -> String {
         let mut lines = Vec::new();
-        let written = match json {
-            Some(j) => format!("{} and {}", model.display(), j.display()),
-            None => model.display().to_string(),
-        };
+        let mut files: Vec<String> = vec![model.display().to_string()];
+        files.extend(side.iter().map(|p| p.display().to_string()));
+        let written = files.join(", ");
         lines.push(format!("ptq quantize: wrote {written} in {:.2} s", self.elapsed.as_secs_f64()));
         let total: usize = self.by_bitwidth.values().sum();
         let parts: Vec<String> =

@@ -117,6 +117,12 @@ fn partial_overrides_are_kept_and_the_rest_calibrated() {
     assert_eq!(entry(&got, "dwconv.bias").unwrap()["dtype"], "FLOAT");
     let nodes = ops(&work, "q.onnx");
     assert!(nodes.iter().any(|(op, name)| op == "Cast" && name == "relu2_out_ptq_fp16_cast"), "{nodes:?}");
+    // The report says where each encoding came from.
+    let report = read_json(&work, "q_report.json");
+    assert_eq!(report["tensors"]["input"]["origin"], "override");
+    assert_eq!(report["tensors"]["relu2_out"]["origin"], "float");
+    assert_eq!(report["tensors"]["dwconv.weight"]["origin"], "float with its layer");
+    assert_eq!(report["tensors"]["relu3_out"]["origin"], "calibrated");
     // A tensor nobody overrode is calibrated exactly as before.
     assert_eq!(entry(&got, "relu3_out"), entry(&plain, "relu3_out"));
 }
