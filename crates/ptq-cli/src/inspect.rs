@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use ptq_ir::{Graph, Source, format_shape};
+use ptq_quant::Given;
 use serde::Serialize;
 
 use crate::cli::InspectArgs;
@@ -24,6 +25,21 @@ struct Report {
     unsupported: BTreeMap<String, Vec<String>>,
     /// Why the engine could not even read the model, when it could not.
     engine_error: Option<String>,
+    /// The encodings the model carries (QDQ nodes, float-16 Cast pairs), by tensor.
+    encodings: BTreeMap<String, EncodingLine>,
+    /// Why they could not be read, when they could not.
+    encodings_error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct EncodingLine {
+    /// `qat` (QDQ nodes) or `float` (a float-16 Cast pair).
+    origin: &'static str,
+    dtype: &'static str,
+    bitwidth: u8,
+    /// One per channel for per-channel encodings.
+    scales: Vec<f32>,
+    zero_points: Vec<i64>,
 }
 
 #[derive(Serialize)]
@@ -48,6 +64,10 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
         Ok(ops) => (ops.into_iter().collect(), None),
         Err(e) => (BTreeMap::new(), Some(e.to_string())),
     };
+    let (encodings, encodings_error) = match ptq_export::read_qat(&model.loaded.model, &model.graph) {
+        Ok(qat) => (qat.given.into_iter().map(|(name, g)| (name, encoding_line(&g.given))).collect(), None),
+        Err(e) => (BTreeMap::new(), Some(e.to_string())),
+    };
     let g = &model.graph;
     let producer = &model.loaded.model;
     let report = Report {
@@ -62,6 +82,8 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
         constants: constants(g),
         unsupported,
         engine_error,
+        encodings,
+        encodings_error,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -69,6 +91,25 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
         print!("{}", render(&report));
     }
     Ok(())
+}
+
+fn encoding_line(given: &Given) -> EncodingLine {
+    match given {
+        Given::Fixed(e) => EncodingLine {
+            origin: e.origin.name(),
+            dtype: "int",
+            bitwidth: e.bitwidth,
+            scales: e.scales.clone(),
+            zero_points: e.zero_points.clone(),
+        },
+        Given::Float { bitwidth } | Given::Bitwidth { bitwidth, .. } => EncodingLine {
+            origin: "float",
+            dtype: "float",
+            bitwidth: *bitwidth,
+            scales: Vec::new(),
+            zero_points: Vec::new(),
+        },
+    }
 }
 
 fn tensor_line(g: &Graph, name: &str) -> TensorLine {
@@ -124,6 +165,26 @@ fn render(r: &Report) -> String {
         "constants  {} initializers, {} Constant nodes, {} elements ({} bytes)",
         c.initializers, c.constant_nodes, c.elements, c.bytes
     ));
+    match (&r.encodings_error, r.encodings.is_empty()) {
+        (Some(e), _) => line(format!("encodings  cannot be read: {e}")),
+        (None, true) => line("encodings  none (a float model)".into()),
+        (None, false) => {
+            let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
+            for e in r.encodings.values() {
+                *by_kind.entry(format!("{} {}-bit", e.dtype, e.bitwidth)).or_insert(0) += 1;
+            }
+            let kinds: Vec<String> = by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            line(format!("encodings  {} tensors ({})", r.encodings.len(), kinds.join(", ")));
+            for (name, e) in &r.encodings {
+                let values = match e.scales.len() {
+                    0 => String::new(),
+                    1 => format!(" scale {} zero point {}", e.scales[0], e.zero_points[0]),
+                    n => format!(" per channel ({n} scales)"),
+                };
+                line(format!("  {name}: {} {}-bit ({}){values}", e.dtype, e.bitwidth, e.origin));
+            }
+        }
+    }
     match (&r.engine_error, r.unsupported.is_empty()) {
         (Some(e), _) => line(format!("engine     cannot read the model: {e}")),
         (None, true) => line("engine     every operator is supported".into()),

@@ -74,6 +74,20 @@ fn a_qdq_model_keeps_its_encodings() {
         .success()
         .stderr(contains("qat"));
     assert!(fs::read(work.path("q.onnx")).unwrap() == fs::read(work.path("again.onnx")).unwrap());
+    // `inspect` lists them, with their origin.
+    let out = work
+        .ptq()
+        .arg("inspect")
+        .arg("--json")
+        .arg(work.path("q.onnx"))
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let logits = &doc["encodings"]["logits"];
+    assert_eq!((logits["origin"].as_str(), logits["bitwidth"].as_u64()), (Some("qat"), Some(8)));
+    assert_eq!(doc["encodings"]["conv1.bias"]["bitwidth"], 32);
 }
 
 /// Partial overrides: the named tensors keep exactly what the file says (bitwidth, scale,
