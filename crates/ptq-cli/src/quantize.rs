@@ -235,6 +235,14 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
     let mut summary =
         Summary::new(&model.graph, &layout, observed.keys(), &assignment, sqnr, start.elapsed());
     summary.folded_batch_norms = folded;
+    if ui.verbose > 0 {
+        for (name, t) in &encodings.tensors {
+            ui.detail(&format!("  {name}: int {}-bit, {}", t.encoding.bitwidth, t.encoding.origin));
+        }
+        for (name, f) in &encodings.floats {
+            ui.detail(&format!("  {name}: float {}-bit, {}", f.bitwidth, f.reason.name()));
+        }
+    }
     let side_paths: Vec<&Path> = side.iter().map(|(p, _)| p.as_path()).collect();
     ui.info(&summary.render(&output, &side_paths));
     Ok(())
