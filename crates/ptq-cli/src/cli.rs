@@ -191,6 +191,9 @@ pub struct QuantizeArgs {
     /// Bitwidth of float biases [default: their layer's float bitwidth].
     #[arg(long, value_name = "BITS", value_parser = bitwidth(&[16, 32]))]
     pub float_bias_bitwidth: Option<u8>,
+    /// Keep weights quantized where their layer runs in float (its bias goes float).
+    #[arg(long)]
+    pub keep_weights_quantized: bool,
     #[command(flatten)]
     pub data: DataArgs,
     /// Activation bitwidth (8 or 16).

@@ -54,6 +54,7 @@ pub fn convert(args: &ConvertArgs, ui: &Ui) -> Result<()> {
         adjust_bias: false,
         float_bitwidth: args.float_bitwidth,
         float_bias_bitwidth: args.float_bias_bitwidth,
+        keep_weights_quantized: false,
     };
     let (model, folded) = prepare(&given.model, &config, &given.encodings)?;
     given::check(

@@ -170,6 +170,7 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
         adjust_bias: args.adjust_bias_encoding,
         float_bitwidth: args.float_bitwidth,
         float_bias_bitwidth: args.float_bias_bitwidth,
+        keep_weights_quantized: args.keep_weights_quantized,
     };
 
     let stage =

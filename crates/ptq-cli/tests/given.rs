@@ -214,3 +214,24 @@ fn convert_stripped_gives_a_clean_float_model() {
     run.arg("run").arg("--input_model").arg(work.path("f.onnx")).arg("--input_list").arg(&list);
     run.arg("--output_dir").arg(&out).assert().success();
 }
+
+/// `--keep_weights_quantized`: in float fallback the weights get encodings from their values
+/// even where their layer is float; the biases go float with the layer (spec §1.0).
+#[test]
+fn keep_weights_quantized_in_float_fallback() {
+    let mut work = Work::new();
+    let overrides = json!({"version": "1.0.0", "param_encodings": [], "activation_encodings": [
+        {"name": "input", "dtype": "INT", "enc_type": "PER_TENSOR", "is_sym": false, "bw": 8,
+         "scale": [0.00392156862745098], "offset": [0]}]});
+    work.write("over.json", overrides.to_string());
+    quantize(&work, &model("digits_cnn"), "q.onnx")
+        .args(["--enable_float_fallback", "--keep_weights_quantized", "--quantization_overrides"])
+        .arg(work.path("over.json"))
+        .assert()
+        .success();
+    let report = read_json(&work, "q_report.json");
+    assert_eq!(report["tensors"]["input"]["origin"], "override");
+    assert_eq!(report["tensors"]["pwconv.weight"]["dtype"], "int");
+    assert_eq!(report["tensors"]["pwconv.bias"]["dtype"], "float");
+    assert_eq!(report["tensors"]["relu3_out"]["origin"], "float fallback");
+}

@@ -28,6 +28,9 @@ pub struct Config {
     pub float_bitwidth: u8,
     /// The bitwidth of float biases (`--float_bias_bitwidth`); `None`: their layer's.
     pub float_bias_bitwidth: Option<u8>,
+    /// Weights stay quantized when their layer is float (`--keep_weights_quantized`, spec §1.0):
+    /// in float fallback they are computed from their values; the bias goes float with the layer.
+    pub keep_weights_quantized: bool,
 }
 
 /// Where the encodings of tensors without a given one come from.
@@ -153,7 +156,7 @@ pub fn assign(
                     let spec = QuantSpec { bitwidth: *bitwidth, ..config.weight };
                     weight_encoding(graph, name, *channel_axis, *per_channel, &spec)?
                 }
-                None if mode == Mode::FloatFallback => {
+                None if mode == Mode::FloatFallback && !config.keep_weights_quantized => {
                     let f = float(Kind::Param, config.float_bitwidth, FloatReason::Fallback);
                     out.encodings.floats.insert(name.clone(), f);
                     continue;
@@ -230,6 +233,9 @@ fn couple_layers(graph: &Graph, layout: &Layout, config: &Config, encodings: &mu
             continue;
         };
         for m in members {
+            if config.keep_weights_quantized && m == weight {
+                continue;
+            }
             if let Some(t) = encodings.tensors.remove(m) {
                 let is_bias = Some(m) == bias;
                 let bitwidth = if is_bias { config.float_bias_bitwidth.unwrap_or(bits) } else { bits };
@@ -507,6 +513,7 @@ mod tests {
             adjust_bias: true,
             float_bitwidth: 32,
             float_bias_bitwidth: None,
+            keep_weights_quantized: false,
         };
         let bias = [0.5f32, 100.0];
         let mut e = encodings(0.01, &[0.01, 1e-11]);
