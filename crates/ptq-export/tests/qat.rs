@@ -259,6 +259,7 @@ fn digits_cnn_qdq_model_reads_back_as_the_float_model_and_its_encodings() {
         adjust_bias: false,
         float_bitwidth: 32,
         float_bias_bitwidth: None,
+        keep_weights_quantized: false,
     };
     let given = GivenEncodings::new();
     let encodings = assign(&g, &lay, &observed, &config, &given, Mode::Calibrate).unwrap().encodings;
