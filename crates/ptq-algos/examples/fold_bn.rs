@@ -24,7 +24,7 @@ fn main() -> ExitCode {
 fn run(input: &Path, output: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let loaded = ptq_onnx::load(input)?;
     let graph = ptq_ir::Graph::new(&loaded.model, loaded.dir())?;
-    let folded = ptq_algos::fold_batch_norms(&loaded.model, &graph)?;
+    let folded = ptq_algos::fold_batch_norms(&loaded.model, &graph, &|_| false)?;
     ptq_onnx::save(&folded.model, loaded.dir(), output)?;
     println!("folded {}", folded.folded.len());
     for s in &folded.skipped {

@@ -46,9 +46,14 @@ pub struct Skipped {
 /// the BN's parameter constants when nothing else reads them. The layer's old output name is
 /// gone from the model.
 ///
+/// A BN whose input or parameters satisfy `keep` (they carry a given encoding) is left alone.
 /// `graph` must be the view of `model`. Fails only when a constant cannot be decoded or the edit
 /// cannot be applied; a BN that cannot be folded is listed in [`Folded::skipped`].
-pub fn fold_batch_norms(model: &ModelProto, graph: &Graph) -> Result<Folded, Error> {
+pub fn fold_batch_norms(
+    model: &ModelProto,
+    graph: &Graph,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Folded, Error> {
     let mut patch = Patch::new();
     let mut folded = Vec::new();
     let mut skipped = Vec::new();
@@ -65,6 +70,13 @@ pub fn fold_batch_norms(model: &ModelProto, graph: &Graph) -> Result<Folded, Err
                     graph.ir_version
                 ),
             });
+            continue;
+        }
+        // A model that quantizes the BN's input or parameters (QAT) computes the layer and the BN
+        // apart; folding would give its weight encoding weights it was not made for.
+        if let Some(t) = bn.inputs.iter().find(|t| keep(t)) {
+            let reason = format!("`{t}` carries a given encoding, so the layer and the BN stay apart");
+            skipped.push(Skipped { node: bn.display_name(), reason });
             continue;
         }
         match plan(graph, bn, &mut taken_names)? {

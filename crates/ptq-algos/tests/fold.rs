@@ -117,7 +117,7 @@ fn model(
 
 fn fold(m: &ModelProto) -> (Folded, Graph) {
     let g = Graph::new(m, Path::new(".")).unwrap();
-    let folded = fold_batch_norms(m, &g).unwrap();
+    let folded = fold_batch_norms(m, &g, &|_| false).unwrap();
     let after = Graph::new(&folded.model, Path::new(".")).expect("the folded model is a valid graph");
     (folded, after)
 }
@@ -631,7 +631,7 @@ fn fold_shared(name: &str) -> (usize, usize, usize, usize) {
     let loaded = ptq_onnx::load(&shared_model(name)).unwrap();
     let g = Graph::new(&loaded.model, loaded.dir()).unwrap();
     let bns = g.nodes().filter(|n| n.op_type == "BatchNormalization").count();
-    let f = fold_batch_norms(&loaded.model, &g).unwrap();
+    let f = fold_batch_norms(&loaded.model, &g, &|_| false).unwrap();
     let after = Graph::new(&f.model, loaded.dir()).unwrap();
     assert_eq!(f.folded.len() + f.skipped.len(), bns, "{name}");
     assert_eq!(
@@ -689,4 +689,16 @@ fn ppocr_det_folds_the_bns_after_convs() {
     // The third BN follows ConvTranspose → Add (a bias added separately), which is not folded.
     let (bns, folded, _, _) = fold_shared("ppocr_det");
     assert_eq!((bns, folded), (3, 2));
+}
+
+/// A BatchNormalization whose input carries a given encoding (a QAT model quantizes the layer
+/// and the BN apart) is left alone, with the reason.
+#[test]
+fn a_batch_norm_whose_input_is_kept_is_not_folded() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models/digits_cnn/model.onnx");
+    let loaded = ptq_onnx::load(&path).unwrap();
+    let g = Graph::new(&loaded.model, loaded.dir()).unwrap();
+    let f = fold_batch_norms(&loaded.model, &g, &|t| t == "conv1_out").unwrap();
+    assert!(f.folded.is_empty());
+    assert!(f.skipped[0].reason.contains("conv1_out"), "{:?}", f.skipped);
 }

@@ -64,7 +64,7 @@ pub fn convert(args: &ConvertArgs, ui: &Ui) -> Result<()> {
         args.allow_unknown_override_names,
         ui,
     )?;
-    let layout = layout(&model.graph, RuleOptions::default());
+    let layout = layout(&model.graph, RuleOptions::default(), &|t| given.encodings.contains_key(t));
     let assignment = assign(
         &model.graph,
         &layout,

@@ -197,7 +197,7 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
         per_channel: args.use_per_channel_quantization,
         per_row: args.use_per_row_quantization,
     };
-    let layout = layout(&model.graph, rules);
+    let layout = layout(&model.graph, rules, &|t| given.encodings.contains_key(t));
     let (assignment, observed, sqnr) = match &list {
         Some(list) => {
             let samples = model.samples(list, &data_args(args, &model)?)?;
@@ -269,7 +269,7 @@ pub fn prepare(original: &Model, config: &Config, given: &GivenEncodings) -> Res
         })?;
     }
     let graph = ptq_ir::Graph::new(&loaded.model, loaded.dir())?;
-    let folded = ptq_algos::fold_batch_norms(&loaded.model, &graph)?;
+    let folded = ptq_algos::fold_batch_norms(&loaded.model, &graph, &|t| given.contains_key(t))?;
     loaded.model = folded.model;
     Ok((Model::new(loaded)?, folded.folded.len()))
 }

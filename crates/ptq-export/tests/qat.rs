@@ -241,7 +241,7 @@ fn shared_model(name: &str) -> PathBuf {
 fn digits_cnn_qdq_model_reads_back_as_the_float_model_and_its_encodings() {
     let loaded = ptq_onnx::load(&shared_model("digits_cnn")).unwrap();
     let g = Graph::new(&loaded.model, loaded.dir()).unwrap();
-    let lay = layout(&g, RuleOptions { per_channel: true, per_row: false });
+    let lay = layout(&g, RuleOptions { per_channel: true, per_row: false }, &|_| false);
     // Made-up ranges for every activation. [-1, 3] gives uint8 zero point 64; a range centred on
     // zero would give 128, which spec §4.5 reads as symmetric (see the test below).
     let observed: BTreeMap<String, MinMax> = lay

@@ -85,26 +85,11 @@ pub fn assign(
         let shared = merged.classes(root).find_map(|c| class_fixed[c]);
         let calibrated = match (shared, mode) {
             (None, Mode::Calibrate) => merged.range(root, &ranges).map(|range| {
-                let spec = merged
-                    .members(root, layout)
-                    .find_map(|m| match given.get(m).map(|g| &g.given) {
-                        Some(Given::Bitwidth { bitwidth, symmetric }) => Some(QuantSpec {
-                            bitwidth: *bitwidth,
-                            schema: match symmetric {
-                                Some(true) => Schema::Symmetric,
-                                Some(false) => Schema::Asymmetric,
-                                None => config.act.schema,
-                            },
-                            ..config.act
-                        }),
-                        _ => None,
-                    })
-                    .unwrap_or(config.act);
                 let (lo, hi) = (f64::from(range.min), f64::from(range.max));
                 let all_constant = merged.members(root, layout).all(|m| is_constant(graph, m));
                 let min_width =
                     if all_constant { param_min_width(hi.max(0.0) - lo.min(0.0)) } else { MIN_RANGE };
-                Encoding::from_range_wider_than(lo, hi, min_width, &spec, Origin::Calibrated)
+                Encoding::from_range_wider_than(lo, hi, min_width, &config.act, Origin::Calibrated)
             }),
             _ => None,
         };
@@ -120,6 +105,37 @@ pub fn assign(
                 Some(Given::Float { bitwidth }) => {
                     out.encodings.floats.insert(m.clone(), float(kind, *bitwidth, FloatReason::Given));
                     continue;
+                }
+                // "Quantize at this bitwidth" (spec §4.4): this tensor's own range, at that width.
+                Some(Given::Bitwidth { bitwidth, symmetric }) => {
+                    let range = observed.get(m).copied().filter(|r| !r.is_empty() && mode == Mode::Calibrate);
+                    let range = match range {
+                        Some(r) => Some(r),
+                        None if is_float_constant(graph, m) => {
+                            Some(MinMax::of(&constant_values(graph, m)?.0))
+                        }
+                        None => None,
+                    };
+                    let Some(r) = range else {
+                        if mode == Mode::FloatFallback {
+                            let f = float(kind, config.float_bitwidth, FloatReason::Fallback);
+                            out.encodings.floats.insert(m.clone(), f);
+                        }
+                        continue;
+                    };
+                    let schema = match symmetric {
+                        Some(true) => Schema::Symmetric,
+                        Some(false) => Schema::Asymmetric,
+                        None => config.act.schema,
+                    };
+                    let spec = QuantSpec { bitwidth: *bitwidth, schema, ..config.act };
+                    let (lo, hi) = (f64::from(r.min), f64::from(r.max));
+                    let min_width = if kind == Kind::Param {
+                        param_min_width(hi.max(0.0) - lo.min(0.0))
+                    } else {
+                        MIN_RANGE
+                    };
+                    Encoding::from_range_wider_than(lo, hi, min_width, &spec, Origin::Calibrated)
                 }
                 // Only float tensors take a propagated encoding (in float fallback, `observed` holds
                 // the tensors type inference found float, without ranges).
@@ -200,6 +216,23 @@ pub fn assign(
                 }
             };
             out.encodings.tensors.insert(name.clone(), TensorEncoding { kind: Kind::Param, encoding });
+        }
+    }
+    // Given encodings on tensors the op rules leave alone (a QAT model's BatchNormalization
+    // parameters, say) are kept too: every given encoding is kept.
+    for (name, g) in given {
+        if out.encodings.tensors.contains_key(name) || out.encodings.floats.contains_key(name) {
+            continue;
+        }
+        let kind = if is_constant(graph, name) { Kind::Param } else { Kind::Activation };
+        match &g.given {
+            Given::Fixed(e) => {
+                out.encodings.tensors.insert(name.clone(), TensorEncoding { kind, encoding: e.clone() });
+            }
+            Given::Float { bitwidth } => {
+                out.encodings.floats.insert(name.clone(), float(kind, *bitwidth, FloatReason::Given));
+            }
+            Given::Bitwidth { .. } => {}
         }
     }
     couple_layers(graph, layout, config, &mut out.encodings);

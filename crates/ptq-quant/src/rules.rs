@@ -148,7 +148,10 @@ fn maybe_float(graph: &Graph, name: &str) -> bool {
 }
 
 /// Assigns roles to every tensor of `graph` (spec §5.1–§5.3, DESIGN.md Decision 10).
-pub fn layout(graph: &Graph, opts: RuleOptions) -> Layout {
+///
+/// `keep` names tensors that carry a given encoding (overrides, QAT): they are never fused
+/// away, so a model quantized elsewhere keeps an encoding wherever it had one.
+pub fn layout(graph: &Graph, opts: RuleOptions, keep: &dyn Fn(&str) -> bool) -> Layout {
     let mut b = Builder::default();
     for input in &graph.inputs {
         if maybe_float(graph, input) {
@@ -179,9 +182,9 @@ pub fn layout(graph: &Graph, opts: RuleOptions) -> Layout {
                 }
                 _ if node.op_type == "Add"
                     && is_constant(graph, input)
-                    && linear_bias(graph, node).is_some() =>
+                    && linear_bias(graph, node, keep).is_some() =>
                 {
-                    let (matmul, _) = linear_bias(graph, node).expect("checked");
+                    let (matmul, _) = linear_bias(graph, node, keep).expect("checked");
                     let role = Role::Bias {
                         input: matmul.inputs[0].clone(),
                         weight: matmul.inputs[1].clone(),
@@ -213,7 +216,7 @@ pub fn layout(graph: &Graph, opts: RuleOptions) -> Layout {
         }
         let fixed = matches!(node.op_type.as_str(), "Softmax" | "Sigmoid").then_some((0.0, 1.0));
         for out in outputs {
-            if fused_away(graph, node, out) {
+            if fused_away(graph, node, out, keep) {
                 b.fused.push(out.clone());
                 continue;
             }
@@ -234,9 +237,12 @@ pub fn layout(graph: &Graph, opts: RuleOptions) -> Layout {
 
 /// For an Add of a constant vector to a MatMul with constant weights (a fully connected layer
 /// as exporters write it; QNN converts it to FullyConnected): the MatMul and the bias.
-fn linear_bias<'a>(graph: &'a Graph, add: &Node) -> Option<(&'a Node, String)> {
+fn linear_bias<'a>(graph: &'a Graph, add: &Node, keep: &dyn Fn(&str) -> bool) -> Option<(&'a Node, String)> {
     let [a, b] = &add.inputs[..] else { return None };
     let (product, bias) = if is_constant(graph, b) { (a, b) } else { (b, a) };
+    if keep(product) {
+        return None;
+    }
     let matmul = graph.producer(product).filter(|m| m.op_type == "MatMul")?;
     let weight = graph.tensor(matmul.inputs.get(1)?)?;
     let columns = weight.shape.as_ref().filter(|s| s.len() == 2)?[1].fixed()?;
@@ -249,12 +255,12 @@ fn linear_bias<'a>(graph: &'a Graph, add: &Node) -> Option<(&'a Node, String)> {
 
 /// The output of a Conv-like op read only by the activation that fuses with it (spec §5.3),
 /// or of a MatMul whose bias Add completes a fully connected layer.
-fn fused_away(graph: &Graph, node: &Node, out: &str) -> bool {
-    if graph.outputs.iter().any(|o| o == out) {
+fn fused_away(graph: &Graph, node: &Node, out: &str, keep: &dyn Fn(&str) -> bool) -> bool {
+    if graph.outputs.iter().any(|o| o == out) || keep(out) {
         return false;
     }
     let bias_add = graph.consumers(out).next().filter(|add| add.op_type == "Add");
-    if node.op_type == "MatMul" && bias_add.is_some_and(|add| linear_bias(graph, add).is_some()) {
+    if node.op_type == "MatMul" && bias_add.is_some_and(|add| linear_bias(graph, add, keep).is_some()) {
         return true;
     }
     let mut readers = graph.consumers(out);

@@ -14,7 +14,7 @@ fn digits() -> Graph {
 #[test]
 fn digits_roles() {
     let g = digits();
-    let l = layout(&g, RuleOptions { per_channel: true, per_row: false });
+    let l = layout(&g, RuleOptions { per_channel: true, per_row: false }, &|_| false);
     let role = |t: &str| l.roles.get(t).cloned();
     let class = |t: &str| match role(t) {
         Some(Role::Activation { class }) => class,
