@@ -20,13 +20,6 @@ pub struct Simulation {
     pub observe_as: BTreeMap<String, String>,
 }
 
-impl Simulation {
-    /// The name to observe for original tensor `tensor`.
-    pub fn name_of<'a>(&'a self, tensor: &'a str) -> &'a str {
-        self.observe_as.get(tensor).map(String::as_str).unwrap_or(tensor)
-    }
-}
-
 /// `model` with FakeQuant after every quantized activation and every quantized constant replaced
 /// by the values a runtime dequantizes — numerically what the QDQ model computes.
 pub fn simulation_model(

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ptq_ir::{DataType, Graph, Node, Source};
+use ptq_ir::{DataType, Graph, Node};
 
 /// How a tensor's encoding is obtained.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -299,12 +299,4 @@ impl Builder {
             _ => None,
         }
     }
-}
-
-/// The constant tensors of `graph` that `layout` put in activation classes (their ranges come
-/// from their values, not from observation).
-pub fn constant_members<'a>(graph: &'a Graph, layout: &'a Layout) -> impl Iterator<Item = &'a str> + 'a {
-    layout.classes.iter().flat_map(|c| &c.members).map(String::as_str).filter(move |m| {
-        graph.tensor(m).is_some_and(|t| matches!(t.source, Source::Initializer(_) | Source::ConstantNode(_)))
-    })
 }
