@@ -8,35 +8,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use ptq_algos::{Folded, fold_batch_norms};
-use ptq_ir::{Graph, Source};
-use ptq_onnx::proto::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, ValueInfoProto,
-    attribute_proto,
-};
-
-const FLOAT: i32 = 1;
+use ptq_ir::{Graph, Source, int_attribute};
+use ptq_onnx::build::{self, constant_node, f32_tensor_float_data, node, untyped_value};
+use ptq_onnx::proto::{AttributeProto, ModelProto, NodeProto, TensorProto, attribute_proto};
 
 // ---------------------------------------------------------------------------------------------
 // Building models
-
-fn init(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
-    TensorProto {
-        name: Some(name.into()),
-        dims: dims.to_vec(),
-        data_type: Some(FLOAT),
-        float_data: values.to_vec(),
-        ..Default::default()
-    }
-}
-
-fn int_attr(name: &str, i: i64) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(attribute_proto::AttributeType::Int as i32),
-        i: Some(i),
-        ..Default::default()
-    }
-}
 
 fn float_attr(name: &str, f: f32) -> AttributeProto {
     AttributeProto {
@@ -47,19 +24,10 @@ fn float_attr(name: &str, f: f32) -> AttributeProto {
     }
 }
 
-fn node(name: &str, op: &str, inputs: &[&str], output: &str) -> NodeProto {
-    NodeProto {
-        name: Some(name.into()),
-        op_type: Some(op.into()),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: vec![output.into()],
-        ..Default::default()
-    }
-}
-
 fn bn(name: &str, x: &str, prefix: &str, output: &str, epsilon: f32) -> NodeProto {
     let p = |s: &str| format!("{prefix}.{s}");
-    let mut n = node(name, "BatchNormalization", &[x, &p("scale"), &p("B"), &p("mean"), &p("var")], output);
+    let mut n =
+        node("BatchNormalization", name, &[x, &p("scale"), &p("B"), &p("mean"), &p("var")], &[output]);
     n.attribute.push(float_attr("epsilon", epsilon));
     n
 }
@@ -69,50 +37,13 @@ fn bn_params(prefix: &str, scale: &[f32], b: &[f32], mean: &[f32], var: &[f32]) 
     let n = scale.len() as i64;
     [("scale", scale), ("B", b), ("mean", mean), ("var", var)]
         .into_iter()
-        .map(|(s, v)| init(&format!("{prefix}.{s}"), &[n], v))
+        .map(|(s, v)| f32_tensor_float_data(&format!("{prefix}.{s}"), &[n], v))
         .collect()
 }
 
-/// A `Constant` node that writes `t` under its name.
-fn constant_node(t: TensorProto) -> NodeProto {
-    let output = t.name().to_owned();
-    NodeProto {
-        name: Some(format!("{output}_const")),
-        op_type: Some("Constant".into()),
-        output: vec![output],
-        attribute: vec![AttributeProto {
-            name: Some("value".into()),
-            r#type: Some(attribute_proto::AttributeType::Tensor as i32),
-            t: Some(t),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
-
-fn io(name: &str) -> ValueInfoProto {
-    ValueInfoProto { name: Some(name.into()), ..Default::default() }
-}
-
-fn model(
-    inputs: &[&str],
-    outputs: &[&str],
-    nodes: Vec<NodeProto>,
-    initializer: Vec<TensorProto>,
-) -> ModelProto {
-    ModelProto {
-        ir_version: Some(8),
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(13) }],
-        graph: Some(GraphProto {
-            name: Some("g".into()),
-            node: nodes,
-            initializer,
-            input: inputs.iter().map(|n| io(n)).collect(),
-            output: outputs.iter().map(|n| io(n)).collect(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+/// `input` → `nodes` → `y` at opset 13, the input and output untyped.
+fn model(input: &str, nodes: Vec<NodeProto>, initializers: Vec<TensorProto>) -> ModelProto {
+    build::model(13, nodes, vec![untyped_value(input)], vec![untyped_value("y")], initializers)
 }
 
 fn fold(m: &ModelProto) -> (Folded, Graph) {
@@ -302,20 +233,19 @@ fn initializer_names(m: &ModelProto) -> BTreeSet<String> {
 
 /// x[1,2,3,3] → Conv "conv1" (W [2,2,1,1], b) → BN (epsilon 0.25) → Relu → y.
 fn conv_bn_model(with_bias: bool) -> ModelProto {
-    let mut inits = vec![init("W", &[2, 2, 1, 1], &[1.0, 2.0, 3.0, 4.0])];
+    let mut inits = vec![f32_tensor_float_data("W", &[2, 2, 1, 1], &[1.0, 2.0, 3.0, 4.0])];
     let mut conv_inputs = vec!["x", "W"];
     if with_bias {
-        inits.push(init("b", &[2], &[0.5, -1.0]));
+        inits.push(f32_tensor_float_data("b", &[2], &[0.5, -1.0]));
         conv_inputs.push("b");
     }
     inits.extend(bn_params("bn", &[2.0, 0.5], &[0.1, 0.2], &[1.0, -2.0], &[3.75, 0.75]));
     model(
-        &["x"],
-        &["y"],
+        "x",
         vec![
-            node("conv1", "Conv", &conv_inputs, "conv_out"),
+            node("Conv", "conv1", &conv_inputs, &["conv_out"]),
             bn("bn1", "conv_out", "bn", "bn_out", 0.25),
-            node("relu", "Relu", &["bn_out"], "y"),
+            node("Relu", "relu", &["bn_out"], &["y"]),
         ],
         inits,
     )
@@ -377,7 +307,7 @@ fn unnamed_conv_bias_is_named_after_its_output_and_names_do_not_clash() {
 
     // A tensor already called conv1_bias: the new bias takes the next free name.
     let mut m = conv_bn_model(false);
-    m.graph.as_mut().unwrap().initializer.push(init("conv1_bias", &[1], &[0.0]));
+    m.graph.as_mut().unwrap().initializer.push(f32_tensor_float_data("conv1_bias", &[1], &[0.0]));
     let (_, g) = fold(&m);
     assert_eq!(g.node_by_name("conv1").unwrap().inputs, ["x", "W", "conv1_bias_1"]);
 }
@@ -387,7 +317,14 @@ fn conv_with_constant_node_weights_folds_into_initializers() {
     // ppocr stores every weight and BN parameter in Constant nodes.
     let mut m = conv_bn_model(true);
     let graph = m.graph.as_mut().unwrap();
-    let consts: Vec<NodeProto> = graph.initializer.drain(..).map(constant_node).collect();
+    let consts: Vec<NodeProto> = graph
+        .initializer
+        .drain(..)
+        .map(|t| {
+            let output = t.name().to_owned();
+            constant_node(&format!("{output}_const"), &output, t)
+        })
+        .collect();
     graph.node.splice(0..0, consts);
     let before = Graph::new(&m, Path::new(".")).unwrap();
     assert!(matches!(before.tensor("W").unwrap().source, Source::ConstantNode(_)));
@@ -408,7 +345,7 @@ fn conv_with_constant_node_weights_folds_into_initializers() {
 fn grouped_conv_folds_per_output_channel() {
     // Depthwise 2×2 conv, 4 channels, group 4, then BN with default epsilon.
     let w: Vec<f32> = pseudo_random(16, 3).iter().map(|&v| v as f32).collect();
-    let mut inits = vec![init("W", &[4, 1, 2, 2], &w)];
+    let mut inits = vec![f32_tensor_float_data("W", &[4, 1, 2, 2], &w)];
     inits.extend(bn_params(
         "bn",
         &[0.5, 1.5, -2.0, 1.0],
@@ -416,9 +353,9 @@ fn grouped_conv_folds_per_output_channel() {
         &[0.1, -0.4, 0.0, 2.0],
         &[1.0, 0.2, 3.0, 0.01],
     ));
-    let mut conv = node("dw", "Conv", &["x", "W"], "c");
-    conv.attribute.push(int_attr("group", 4));
-    let m = model(&["x"], &["y"], vec![conv, bn("bn1", "c", "bn", "y", 1e-5)], inits);
+    let mut conv = node("Conv", "dw", &["x", "W"], &["c"]);
+    conv.attribute.push(int_attribute("group", 4));
+    let m = model("x", vec![conv, bn("bn1", "c", "bn", "y", 1e-5)], inits);
     let (f, _) = fold(&m);
     assert_eq!(f.folded, ["bn1"]);
     let x = Arr { shape: vec![1, 4, 3, 3], data: pseudo_random(36, 4) };
@@ -432,20 +369,20 @@ fn conv_transpose_model(group: usize, with_bias: bool) -> ModelProto {
     // x [1, 4, 2, 2]; W [4, 3, 2, 2] → 3·group output channels.
     let out = 3 * group;
     let w: Vec<f32> = pseudo_random(4 * 3 * 4, 5).iter().map(|&v| v as f32).collect();
-    let mut inits = vec![init("W", &[4, 3, 2, 2], &w)];
+    let mut inits = vec![f32_tensor_float_data("W", &[4, 3, 2, 2], &w)];
     let mut inputs = vec!["x", "W"];
     if with_bias {
         let b: Vec<f32> = pseudo_random(out, 6).iter().map(|&v| v as f32).collect();
-        inits.push(init("b", &[out as i64], &b));
+        inits.push(f32_tensor_float_data("b", &[out as i64], &b));
         inputs.push("b");
     }
     let p = |seed: u64, offset: f64| -> Vec<f32> {
         pseudo_random(out, seed).iter().map(|v| (v + offset) as f32).collect()
     };
     inits.extend(bn_params("bn", &p(7, 0.0), &p(8, 0.0), &p(9, 0.0), &p(10, 1.5)));
-    let mut ct = node("up", "ConvTranspose", &inputs, "u");
-    ct.attribute.push(int_attr("group", group as i64));
-    model(&["x"], &["y"], vec![ct, bn("bn1", "u", "bn", "y", 1e-5)], inits)
+    let mut ct = node("ConvTranspose", "up", &inputs, &["u"]);
+    ct.attribute.push(int_attribute("group", group as i64));
+    model("x", vec![ct, bn("bn1", "u", "bn", "y", 1e-5)], inits)
 }
 
 #[test]
@@ -466,11 +403,11 @@ fn conv_transpose_folds_along_axis_1_per_group() {
 fn conv_transpose_group_2_hand_values() {
     // W [2, 1, 1, 1] = [3, 5], group 2: input channel 0 feeds output 0, input 1 feeds output 1.
     // BN s = scale / sqrt(var + eps) with eps 0: [2 / 2, 3 / 1] = [1, 3] ⇒ W' = [3, 15].
-    let mut inits = vec![init("W", &[2, 1, 1, 1], &[3.0, 5.0])];
+    let mut inits = vec![f32_tensor_float_data("W", &[2, 1, 1, 1], &[3.0, 5.0])];
     inits.extend(bn_params("bn", &[2.0, 3.0], &[0.0, 1.0], &[1.0, 0.0], &[4.0, 1.0]));
-    let mut ct = node("up", "ConvTranspose", &["x", "W"], "u");
-    ct.attribute.push(int_attr("group", 2));
-    let m = model(&["x"], &["y"], vec![ct, bn("bn1", "u", "bn", "y", 0.0)], inits);
+    let mut ct = node("ConvTranspose", "up", &["x", "W"], &["u"]);
+    ct.attribute.push(int_attribute("group", 2));
+    let m = model("x", vec![ct, bn("bn1", "u", "bn", "y", 0.0)], inits);
     let (_, g) = fold(&m);
     assert_close(&values(&g, "W"), &[3.0, 15.0], "W");
     // b' = (0 − mean)·s + B = [−1·1 + 0, 0·3 + 1] = [−1, 1]
@@ -485,18 +422,18 @@ fn gemm_model(trans_b: bool, c: Option<(&[i64], &[f32])>) -> ModelProto {
     // The weight as [K=3, N=2]: columns [1, 2, 3] and [4, 5, 6].
     let w: &[f32] = if trans_b { &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0] } else { &[1.0, 4.0, 2.0, 5.0, 3.0, 6.0] };
     let dims: &[i64] = if trans_b { &[2, 3] } else { &[3, 2] };
-    let mut inits = vec![init("fc.W", dims, w)];
+    let mut inits = vec![f32_tensor_float_data("fc.W", dims, w)];
     let mut inputs = vec!["a", "fc.W"];
     if let Some((dims, v)) = c {
-        inits.push(init("fc.C", dims, v));
+        inits.push(f32_tensor_float_data("fc.C", dims, v));
         inputs.push("fc.C");
     }
     // s = [3 / sqrt(9), 4 / sqrt(4)] = [1, 2]
     inits.extend(bn_params("bn", &[3.0, 4.0], &[0.5, -0.5], &[1.0, 2.0], &[9.0, 4.0]));
-    let mut fc = node("fc", "Gemm", &inputs, "h");
+    let mut fc = node("Gemm", "fc", &inputs, &["h"]);
     fc.attribute =
-        vec![float_attr("alpha", 2.0), float_attr("beta", 0.5), int_attr("transB", trans_b as i64)];
-    model(&["a"], &["y"], vec![fc, bn("bn1", "h", "bn", "y", 0.0)], inits)
+        vec![float_attr("alpha", 2.0), float_attr("beta", 0.5), int_attribute("transB", trans_b as i64)];
+    model("a", vec![fc, bn("bn1", "h", "bn", "y", 0.0)], inits)
 }
 
 fn a_feed() -> Arr {
@@ -578,8 +515,8 @@ fn assert_not_folded(m: &ModelProto, reason_part: &str) {
 fn conv_output_read_by_another_node_is_not_folded() {
     let mut m = conv_bn_model(true);
     let g = m.graph.as_mut().unwrap();
-    g.node.push(node("side", "Relu", &["conv_out"], "z"));
-    g.output.push(io("z"));
+    g.node.push(node("Relu", "side", &["conv_out"], &["z"]));
+    g.output.push(untyped_value("z"));
     assert_not_folded(&m, "also read by `side`");
 }
 
@@ -588,14 +525,14 @@ fn bn_with_a_non_constant_parameter_is_not_folded() {
     let mut m = conv_bn_model(true);
     let g = m.graph.as_mut().unwrap();
     g.initializer.retain(|t| t.name() != "bn.mean");
-    g.input.push(io("bn.mean"));
+    g.input.push(untyped_value("bn.mean"));
     assert_not_folded(&m, "`bn.mean` is not a constant");
 }
 
 #[test]
 fn conv_output_that_is_a_graph_output_is_not_folded() {
     let mut m = conv_bn_model(true);
-    m.graph.as_mut().unwrap().output.push(io("conv_out"));
+    m.graph.as_mut().unwrap().output.push(untyped_value("conv_out"));
     assert_not_folded(&m, "graph output");
 }
 
@@ -603,8 +540,8 @@ fn conv_output_that_is_a_graph_output_is_not_folded() {
 fn shared_weight_is_not_folded() {
     let mut m = conv_bn_model(true);
     let g = m.graph.as_mut().unwrap();
-    g.node.push(node("conv2", "Conv", &["x", "W"], "z"));
-    g.output.push(io("z"));
+    g.node.push(node("Conv", "conv2", &["x", "W"], &["z"]));
+    g.output.push(untyped_value("z"));
     assert_not_folded(&m, "shared with `conv2`");
 }
 
@@ -612,7 +549,7 @@ fn shared_weight_is_not_folded() {
 fn bn_after_another_op_is_not_folded() {
     let mut m = conv_bn_model(true);
     let g = m.graph.as_mut().unwrap();
-    g.node[0] = node("conv1", "Relu", &["x"], "conv_out");
+    g.node[0] = node("Relu", "conv1", &["x"], &["conv_out"]);
     assert_not_folded(&m, "comes from Relu `conv1`");
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use ptq_export::qdq_model;
 use ptq_quant::rules::{RuleOptions, layout};
-use ptq_quant::{Config, Mode, QuantSpec, Schema, assign};
+use ptq_quant::{Config, Mode, assign};
 
 use crate::UsageError;
 use crate::cli::{ConvertArgs, ExportFormat};
@@ -47,14 +47,9 @@ pub fn convert(args: &ConvertArgs, ui: &Ui) -> Result<()> {
     }
     // Only given encodings are written; the specs shape nothing but the opset the model needs.
     let config = Config {
-        act: QuantSpec::new(8, Schema::Asymmetric),
-        weight: QuantSpec::new(8, Schema::Symmetric),
-        bias_bitwidth: 32,
-        per_row_bias: false,
-        adjust_bias: false,
         float_bitwidth: args.float_bitwidth,
         float_bias_bitwidth: args.float_bias_bitwidth,
-        keep_weights_quantized: false,
+        ..Config::default()
     };
     let (model, folded) = prepare(&given.model, &config, &given.encodings)?;
     given::check(

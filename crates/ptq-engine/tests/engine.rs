@@ -6,9 +6,7 @@ use std::sync::Mutex;
 use ptq_data::{InputList, InputSpec, ReadOptions, Samples};
 use ptq_engine::{Engine, Error, TractEngine, run_samples, unsupported_ops};
 use ptq_ir::{Graph, Tensor};
-use ptq_onnx::proto::{
-    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TypeProto, ValueInfoProto, type_proto,
-};
+use ptq_onnx::build;
 
 fn zoo(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models").join(name);
@@ -106,49 +104,21 @@ fn an_unknown_tensor_name_is_refused() {
     assert!(err.to_string().contains("`nope`"), "{err}");
 }
 
-fn tensor_type() -> Option<TypeProto> {
-    let shape = ptq_onnx::proto::TensorShapeProto {
-        dim: vec![ptq_onnx::proto::tensor_shape_proto::Dimension {
-            value: Some(ptq_onnx::proto::tensor_shape_proto::dimension::Value::DimValue(4)),
-            ..Default::default()
-        }],
-    };
-    Some(TypeProto {
-        value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-            elem_type: Some(1),
-            shape: Some(shape),
-        })),
-        ..Default::default()
-    })
-}
-
 #[test]
 fn unsupported_operators_are_all_listed_with_their_nodes() {
-    let node = |name: &str, op: &str, i: &str, o: &str| NodeProto {
-        name: Some(name.into()),
-        op_type: Some(op.into()),
-        input: vec![i.into()],
-        output: vec![o.into()],
-        ..Default::default()
-    };
-    let value =
-        |n: &str| ValueInfoProto { name: Some(n.into()), r#type: tensor_type(), ..Default::default() };
-    let model = ModelProto {
-        ir_version: Some(8),
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(13) }],
-        graph: Some(GraphProto {
-            node: vec![
-                node("foo1", "FooBar", "x", "a"),
-                node("r", "Relu", "a", "b"),
-                node("foo2", "FooBar", "b", "c"),
-                node("q", "Quux", "c", "y"),
-            ],
-            input: vec![value("x")],
-            output: vec![value("y")],
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let value = |n| build::tensor_value(n, build::FLOAT, &[4]);
+    let model = build::model(
+        13,
+        vec![
+            build::node("FooBar", "foo1", &["x"], &["a"]),
+            build::node("Relu", "r", &["a"], &["b"]),
+            build::node("FooBar", "foo2", &["b"], &["c"]),
+            build::node("Quux", "q", &["c"], &["y"]),
+        ],
+        vec![value("x")],
+        vec![value("y")],
+        vec![],
+    );
     let bytes = ptq_onnx::encode(&model);
     let ops = unsupported_ops(&bytes, Path::new(".")).unwrap();
     assert_eq!(

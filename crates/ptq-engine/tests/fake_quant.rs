@@ -9,95 +9,37 @@ use std::path::Path;
 use ptq_data::BoundInput;
 use ptq_engine::fake_quant::{DOMAIN, OP_TYPE};
 use ptq_engine::{Engine, TractEngine, unsupported_ops};
-use ptq_ir::{DataType, Tensor};
-use ptq_onnx::proto::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto,
-    TypeProto, ValueInfoProto, attribute_proto, tensor_shape_proto, type_proto,
-};
-
-const FLOAT: i32 = 1;
-
-fn value(name: &str, shape: &[usize]) -> ValueInfoProto {
-    let dim = shape
-        .iter()
-        .map(|&d| tensor_shape_proto::Dimension {
-            value: Some(tensor_shape_proto::dimension::Value::DimValue(d as i64)),
-            ..Default::default()
-        })
-        .collect();
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(FLOAT),
-                shape: Some(TensorShapeProto { dim }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn init(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
-    TensorProto {
-        name: Some(name.into()),
-        dims: dims.to_vec(),
-        data_type: Some(FLOAT),
-        float_data: values.to_vec(),
-        ..Default::default()
-    }
-}
-
-fn int_attr(name: &str, i: i64) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(attribute_proto::AttributeType::Int as i32),
-        i: Some(i),
-        ..Default::default()
-    }
-}
-
-fn node(name: &str, op: &str, inputs: &[&str], output: &str) -> NodeProto {
-    NodeProto {
-        name: Some(name.into()),
-        op_type: Some(op.into()),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: vec![output.into()],
-        ..Default::default()
-    }
-}
+use ptq_ir::{DataType, Tensor, int_attribute};
+use ptq_onnx::build::{self, FLOAT, f32_tensor_float_data, node, opset, tensor_value};
+use ptq_onnx::proto::{NodeProto, TensorProto};
 
 /// `FakeQuant(x, <name>.scale, <name>.zp) -> y` in domain ai.ptq.
 fn fake_quant(name: &str, x: &str, y: &str, qmin: i64, qmax: i64, axis: Option<i64>) -> NodeProto {
-    let mut n = node(name, "FakeQuant", &[x, &format!("{name}.scale"), &format!("{name}.zp")], y);
+    let mut n = node("FakeQuant", name, &[x, &format!("{name}.scale"), &format!("{name}.zp")], &[y]);
     n.domain = Some("ai.ptq".into());
-    n.attribute = vec![int_attr("qmin", qmin), int_attr("qmax", qmax)];
-    n.attribute.extend(axis.map(|a| int_attr("axis", a)));
+    n.attribute = vec![int_attribute("qmin", qmin), int_attribute("qmax", qmax)];
+    n.attribute.extend(axis.map(|a| int_attribute("axis", a)));
     n
 }
 
 /// Scale and zero point initializers of a FakeQuant node; `dims` empty for a scalar.
 fn fq_params(name: &str, dims: &[i64], scale: &[f32], zp: &[f32]) -> [TensorProto; 2] {
-    [init(&format!("{name}.scale"), dims, scale), init(&format!("{name}.zp"), dims, zp)]
+    [
+        f32_tensor_float_data(&format!("{name}.scale"), dims, scale),
+        f32_tensor_float_data(&format!("{name}.zp"), dims, zp),
+    ]
 }
 
 fn model(nodes: Vec<NodeProto>, inits: Vec<TensorProto>, x_shape: &[usize], y: &str) -> Vec<u8> {
-    let model = ModelProto {
-        ir_version: Some(8),
-        opset_import: vec![
-            OperatorSetIdProto { domain: Some(String::new()), version: Some(13) },
-            OperatorSetIdProto { domain: Some("ai.ptq".into()), version: Some(1) },
-        ],
-        graph: Some(GraphProto {
-            name: Some("g".into()),
-            node: nodes,
-            initializer: inits,
-            input: vec![value("x", x_shape)],
-            output: vec![value(y, x_shape)],
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let dims: Vec<i64> = x_shape.iter().map(|&d| d as i64).collect();
+    let mut model = build::model(
+        13,
+        nodes,
+        vec![tensor_value("x", FLOAT, &dims)],
+        vec![tensor_value(y, FLOAT, &dims)],
+        inits,
+    );
+    model.opset_import.push(opset("ai.ptq", 1));
     ptq_onnx::encode(&model)
 }
 
@@ -211,9 +153,9 @@ fn per_channel_on_axis_0_spans_whole_rows() {
 #[test]
 fn a_chain_relu_fake_quant_relu_observes_the_fake_quant_output() {
     let nodes = vec![
-        node("relu1", "Relu", &["x"], "a"),
+        node("Relu", "relu1", &["x"], &["a"]),
         fake_quant("fq", "a", "a_sim", 0, 255, None),
-        node("relu2", "Relu", &["a_sim"], "y"),
+        node("Relu", "relu2", &["a_sim"], &["y"]),
     ];
     let bytes = model(nodes, fq_params("fq", &[], &[0.1], &[128.0]).into(), &[2, 3], "y");
     // Relu: [0, 0.15, 0.25, 1.55, 100, 0]; FakeQuant (scale 0.1, zp 128, q in [0, 255]):
@@ -236,8 +178,9 @@ fn a_chain_relu_fake_quant_relu_observes_the_fake_quant_output() {
 #[test]
 fn a_fake_quant_on_a_constant_is_folded_to_the_same_values() {
     // w = [0.05, 0.15, 1.55] → FakeQuant(0.1, 128, [0, 255]) → [0, 0.2f, 1.5]; y = x + w_sim.
-    let nodes = vec![fake_quant("fq", "w", "w_sim", 0, 255, None), node("add", "Add", &["x", "w_sim"], "y")];
-    let mut inits = vec![init("w", &[3], &[0.05, 0.15, 1.55])];
+    let nodes =
+        vec![fake_quant("fq", "w", "w_sim", 0, 255, None), node("Add", "add", &["x", "w_sim"], &["y"])];
+    let mut inits = vec![f32_tensor_float_data("w", &[3], &[0.05, 0.15, 1.55])];
     inits.extend(fq_params("fq", &[], &[0.1], &[128.0]));
     let bytes = model(nodes, inits, &[3], "y");
     let e = engine(&bytes, &[3], &["w_sim", "y"]);
@@ -262,7 +205,7 @@ fn a_scale_that_does_not_fit_the_axis_is_refused_naming_the_node() {
 
     // A zero point whose length differs from the scale's.
     let mut inits: Vec<TensorProto> = fq_params("fq", &[3], &[0.1, 0.2, 0.5], &[0.0, 0.0, 0.0]).into();
-    inits[1] = init("fq.zp", &[1], &[0.0]);
+    inits[1] = f32_tensor_float_data("fq.zp", &[1], &[0.0]);
     let bytes = model(vec![fake_quant("fq", "x", "y", -128, 127, Some(1))], inits, &[2, 3], "y");
     let err =
         TractEngine::new(&bytes, Path::new("."), &inputs(&[2, 3]), &["y".into()]).err().unwrap().to_string();

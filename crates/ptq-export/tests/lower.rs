@@ -5,8 +5,9 @@ use std::path::Path;
 
 use bytes::Bytes;
 use ptq_export::{FAKE_QUANT_DOMAIN, Lowered, has_qdq, lower_qdq};
-use ptq_ir::{DataType, Graph};
-use ptq_onnx::proto::{AttributeProto, ModelProto, NodeProto, attribute_proto::AttributeType};
+use ptq_ir::{DataType, Graph, int_attribute};
+use ptq_onnx::build::{FLOAT, constant_node, f32_tensor, node, raw_tensor, tensor_value, with_attributes};
+use ptq_onnx::proto::ModelProto;
 
 mod common;
 use common::*;
@@ -55,16 +56,16 @@ fn ptq_opset(m: &ModelProto) -> Option<i64> {
 #[test]
 fn uint8_pair_on_an_activation_becomes_one_fake_quant() {
     let m = model(
-        vec![value("x", &[1, 4])],
-        &["out"],
-        vec![
-            node("relu", "Relu", &["x"], "r", vec![]),
-            node("r_q", "QuantizeLinear", &["r", "r_scale", "r_zp"], "r_quant", vec![]),
-            node("r_dq", "DequantizeLinear", &["r_quant", "r_scale", "r_zp"], "r_deq", vec![]),
-            node("neg", "Neg", &["r_deq"], "out", vec![]),
-        ],
-        vec![f32s("r_scale", &[], &[0.02]), u8s("r_zp", &[], &[3])],
         13,
+        vec![
+            node("Relu", "relu", &["x"], &["r"]),
+            q("r_q", &["r", "r_scale", "r_zp"], "r_quant"),
+            dq("r_dq", &["r_quant", "r_scale", "r_zp"], "r_deq", None),
+            node("Neg", "neg", &["r_deq"], &["out"]),
+        ],
+        vec![tensor_value("x", FLOAT, &[1, 4])],
+        &["out"],
+        vec![f32_tensor("r_scale", &[], &[0.02]), u8s("r_zp", &[], &[3])],
     );
     let (l, g) = lower(&m);
     assert_eq!((l.pairs, l.constants), (1, 0));
@@ -85,18 +86,18 @@ fn per_channel_int8_weight_becomes_its_float_values() {
     // W (2×3 int8, per output channel on axis 0) → DequantizeLinear → MatMul's B (transposed use
     // does not matter here: only the constant is checked).
     let m = model(
-        vec![value("x", &[2, 2])],
+        13,
+        vec![
+            dq("w_dq", &["w_q", "w_scale", "w_zp"], "w", Some(0)),
+            node("MatMul", "mm", &["x", "w"], &["y"]),
+        ],
+        vec![tensor_value("x", FLOAT, &[2, 2])],
         &["y"],
         vec![
-            node("w_dq", "DequantizeLinear", &["w_q", "w_scale", "w_zp"], "w", vec![int("axis", 0)]),
-            node("mm", "MatMul", &["x", "w"], "y", vec![]),
-        ],
-        vec![
             i8s("w_q", &[2, 3], &[-128, 0, 127, 5, -3, 1]),
-            f32s("w_scale", &[2], &[0.5, 0.25]),
+            f32_tensor("w_scale", &[2], &[0.5, 0.25]),
             i8s("w_zp", &[2], &[0, 1]),
         ],
-        13,
     );
     let (l, g) = lower(&m);
     assert_eq!((l.pairs, l.constants), (0, 1));
@@ -111,18 +112,18 @@ fn per_channel_int8_weight_becomes_its_float_values() {
 #[test]
 fn packed_int4_weight_per_channel_with_a_negative_axis() {
     let m = model(
-        vec![value("x", &[3, 2])],
+        21,
+        vec![
+            dq("w_dq", &["w_q", "w_scale", "w_zp"], "w", Some(-2)),
+            node("MatMul", "mm", &["w", "x"], &["y"]),
+        ],
+        vec![tensor_value("x", FLOAT, &[3, 2])],
         &["y"],
         vec![
-            node("w_dq", "DequantizeLinear", &["w_q", "w_scale", "w_zp"], "w", vec![int("axis", -2)]),
-            node("mm", "MatMul", &["w", "x"], "y", vec![]),
-        ],
-        vec![
             i4s("w_q", &[2, 3], &[-8, 7, -1, 3, 0, -2]),
-            f32s("w_scale", &[2], &[0.1, 2.0]),
+            f32_tensor("w_scale", &[2], &[0.1, 2.0]),
             i4s("w_zp", &[2], &[0, -1]),
         ],
-        21,
     );
     let (l, g) = lower(&m);
     assert_eq!((l.pairs, l.constants), (0, 1));
@@ -136,16 +137,13 @@ fn packed_int4_weight_per_channel_with_a_negative_axis() {
 
 #[test]
 fn uint4_values_are_not_sign_extended() {
-    let packed = raw("w_q", DataType::Uint4, &[3], vec![0xf8, 0x01]); // 8, 15, 1
+    let packed = raw_tensor("w_q", DataType::Uint4.to_onnx(), &[3], vec![0xf8, 0x01]); // 8, 15, 1
     let m = model(
-        vec![value("x", &[3])],
-        &["y"],
-        vec![
-            node("w_dq", "DequantizeLinear", &["w_q", "w_scale"], "w", vec![]),
-            node("add", "Add", &["x", "w"], "y", vec![]),
-        ],
-        vec![packed, f32s("w_scale", &[], &[0.5])],
         21,
+        vec![dq("w_dq", &["w_q", "w_scale"], "w", None), node("Add", "add", &["x", "w"], &["y"])],
+        vec![tensor_value("x", FLOAT, &[3])],
+        &["y"],
+        vec![packed, f32_tensor("w_scale", &[], &[0.5])],
     );
     let (l, g) = lower(&m);
     assert_eq!(l.constants, 1);
@@ -155,14 +153,14 @@ fn uint4_values_are_not_sign_extended() {
 #[test]
 fn int32_bias_per_channel_without_zero_point() {
     let m = model(
-        vec![value("x", &[1, 3])],
+        13,
+        vec![dq("b_dq", &["b_q", "b_scale"], "b", Some(0)), node("Add", "add", &["x", "b"], &["y"])],
+        vec![tensor_value("x", FLOAT, &[1, 3])],
         &["y"],
         vec![
-            node("b_dq", "DequantizeLinear", &["b_q", "b_scale"], "b", vec![int("axis", 0)]),
-            node("add", "Add", &["x", "b"], "y", vec![]),
+            i32s("b_q", &[3], &[1000, -70000, 2_000_000_000]),
+            f32_tensor("b_scale", &[3], &[0.001, 0.5, 2.0]),
         ],
-        vec![i32s("b_q", &[3], &[1000, -70000, 2_000_000_000]), f32s("b_scale", &[3], &[0.001, 0.5, 2.0])],
-        13,
     );
     let (l, g) = lower(&m);
     assert_eq!((l.pairs, l.constants), (0, 1));
@@ -176,30 +174,19 @@ fn int32_bias_per_channel_without_zero_point() {
 fn weight_in_a_constant_node_and_a_shared_integer_constant() {
     // An int8 weight held by a Constant node is read by two DequantizeLinear nodes: both become
     // float initializers, and the Constant node goes.
-    let constant = NodeProto {
-        name: Some("wc".into()),
-        op_type: Some("Constant".into()),
-        output: vec!["w_q".into()],
-        attribute: vec![AttributeProto {
-            name: Some("value".into()),
-            r#type: Some(AttributeType::Tensor as i32),
-            t: Some(i8s("", &[2], &[-2, 4])),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
+    let constant = constant_node("wc", "w_q", i8s("", &[2], &[-2, 4]));
     let m = model(
-        vec![value("x", &[2])],
-        &["y"],
+        13,
         vec![
             constant,
-            node("dq1", "DequantizeLinear", &["w_q", "s1"], "w1", vec![]),
-            node("dq2", "DequantizeLinear", &["w_q", "s2"], "w2", vec![]),
-            node("a", "Add", &["x", "w1"], "t", vec![]),
-            node("b", "Mul", &["t", "w2"], "y", vec![]),
+            dq("dq1", &["w_q", "s1"], "w1", None),
+            dq("dq2", &["w_q", "s2"], "w2", None),
+            node("Add", "a", &["x", "w1"], &["t"]),
+            node("Mul", "b", &["t", "w2"], &["y"]),
         ],
-        vec![f32s("s1", &[], &[0.5]), f32s("s2", &[], &[0.25])],
-        13,
+        vec![tensor_value("x", FLOAT, &[2])],
+        &["y"],
+        vec![f32_tensor("s1", &[], &[0.5]), f32_tensor("s2", &[], &[0.25])],
     );
     let (l, g) = lower(&m);
     assert_eq!(l.constants, 2);
@@ -212,22 +199,19 @@ fn weight_in_a_constant_node_and_a_shared_integer_constant() {
 #[test]
 fn quantize_without_zero_point_is_uint8_and_output_dtype_is_honoured() {
     let m = model(
-        vec![value("x", &[1, 4])],
-        &["a_deq", "b_deq"],
-        vec![
-            node("qa", "QuantizeLinear", &["x", "s"], "a_q", vec![]),
-            node("dqa", "DequantizeLinear", &["a_q", "s"], "a_deq", vec![]),
-            node(
-                "qb",
-                "QuantizeLinear",
-                &["x", "s"],
-                "b_q",
-                vec![int("output_dtype", DataType::Int16.to_onnx() as i64)],
-            ),
-            node("dqb", "DequantizeLinear", &["b_q", "s"], "b_deq", vec![]),
-        ],
-        vec![f32s("s", &[], &[0.125])],
         21,
+        vec![
+            q("qa", &["x", "s"], "a_q"),
+            dq("dqa", &["a_q", "s"], "a_deq", None),
+            with_attributes(
+                q("qb", &["x", "s"], "b_q"),
+                [int_attribute("output_dtype", DataType::Int16.to_onnx() as i64)],
+            ),
+            dq("dqb", &["b_q", "s"], "b_deq", None),
+        ],
+        vec![tensor_value("x", FLOAT, &[1, 4])],
+        &["a_deq", "b_deq"],
+        vec![f32_tensor("s", &[], &[0.125])],
     );
     let (l, g) = lower(&m);
     assert_eq!(l.pairs, 2);
@@ -244,22 +228,22 @@ fn quantize_without_zero_point_is_uint8_and_output_dtype_is_honoured() {
 #[test]
 fn quantize_feeding_two_dequantize_nodes() {
     let m = model(
-        vec![value("x", &[1, 2, 2])],
+        13,
+        vec![
+            with_attributes(q("q", &["x", "s", "zp"], "xq"), [int_attribute("axis", -2)]),
+            dq("dq1", &["xq", "s", "zp"], "d1", Some(1)),
+            dq("dq2", &["xq", "s2", "zp2"], "d2", Some(-2)),
+            node("Add", "add", &["d1", "d2"], &["y"]),
+        ],
+        vec![tensor_value("x", FLOAT, &[1, 2, 2])],
         &["y"],
         vec![
-            node("q", "QuantizeLinear", &["x", "s", "zp"], "xq", vec![int("axis", -2)]),
-            node("dq1", "DequantizeLinear", &["xq", "s", "zp"], "d1", vec![int("axis", 1)]),
-            node("dq2", "DequantizeLinear", &["xq", "s2", "zp2"], "d2", vec![int("axis", -2)]),
-            node("add", "Add", &["d1", "d2"], "y", vec![]),
-        ],
-        vec![
-            f32s("s", &[2], &[0.5, 0.25]),
+            f32_tensor("s", &[2], &[0.5, 0.25]),
             i8s("zp", &[2], &[-1, 2]),
             // Same values under other names: still the same grid.
-            f32s("s2", &[2], &[0.5, 0.25]),
+            f32_tensor("s2", &[2], &[0.5, 0.25]),
             i8s("zp2", &[2], &[-1, 2]),
         ],
-        13,
     );
     let (l, g) = lower(&m);
     assert_eq!(l.pairs, 2);
@@ -281,16 +265,16 @@ fn quantize_feeding_two_dequantize_nodes() {
 fn quantize_with_other_readers_is_kept_for_them() {
     // xq is also read by a Cast, and by a DequantizeLinear with another scale: both keep Q.
     let m = model(
-        vec![value("x", &[4])],
-        &["d", "c", "e"],
-        vec![
-            node("q", "QuantizeLinear", &["x", "s", "zp"], "xq", vec![]),
-            node("dq", "DequantizeLinear", &["xq", "s", "zp"], "d", vec![]),
-            node("cast", "Cast", &["xq"], "c", vec![int("to", 1)]),
-            node("dq_other", "DequantizeLinear", &["xq", "s_other", "zp"], "e", vec![]),
-        ],
-        vec![f32s("s", &[], &[0.1]), u8s("zp", &[], &[128]), f32s("s_other", &[], &[0.2])],
         13,
+        vec![
+            q("q", &["x", "s", "zp"], "xq"),
+            dq("dq", &["xq", "s", "zp"], "d", None),
+            cast("cast", "xq", "c", DataType::Float),
+            dq("dq_other", &["xq", "s_other", "zp"], "e", None),
+        ],
+        vec![tensor_value("x", FLOAT, &[4])],
+        &["d", "c", "e"],
+        vec![f32_tensor("s", &[], &[0.1]), u8s("zp", &[], &[128]), f32_tensor("s_other", &[], &[0.2])],
     );
     let (l, g) = lower(&m);
     assert_eq!(l.pairs, 1);
@@ -305,15 +289,15 @@ fn quantize_with_other_readers_is_kept_for_them() {
 #[test]
 fn runtime_dequantize_and_lone_quantize_are_left_alone() {
     let m = model(
-        vec![value("x", &[4])],
-        &["xq", "y"],
-        vec![
-            node("q", "QuantizeLinear", &["x", "s", "zp"], "xq", vec![]),
-            node("cast", "Cast", &["x"], "xi", vec![int("to", DataType::Uint8.to_onnx() as i64)]),
-            node("dq", "DequantizeLinear", &["xi", "s", "zp"], "y", vec![]),
-        ],
-        vec![f32s("s", &[], &[0.1]), u8s("zp", &[], &[128])],
         13,
+        vec![
+            q("q", &["x", "s", "zp"], "xq"),
+            cast("cast", "x", "xi", DataType::Uint8),
+            dq("dq", &["xi", "s", "zp"], "y", None),
+        ],
+        vec![tensor_value("x", FLOAT, &[4])],
+        &["xq", "y"],
+        vec![f32_tensor("s", &[], &[0.1]), u8s("zp", &[], &[128])],
     );
     let g = Graph::new(&m, Path::new(".")).unwrap();
     let l = lower_qdq(&m, &g).unwrap();
@@ -323,28 +307,7 @@ fn runtime_dequantize_and_lone_quantize_are_left_alone() {
 
 #[test]
 fn blocked_quantization_is_refused_naming_the_node() {
-    let m = model(
-        vec![value("x", &[2, 4])],
-        &["y"],
-        vec![
-            node(
-                "blocked_q",
-                "QuantizeLinear",
-                &["x", "s", "zp"],
-                "xq",
-                vec![int("axis", 1), int("block_size", 2)],
-            ),
-            node(
-                "dq",
-                "DequantizeLinear",
-                &["xq", "s", "zp"],
-                "y",
-                vec![int("axis", 1), int("block_size", 2)],
-            ),
-        ],
-        vec![f32s("s", &[2, 2], &[0.1, 0.2, 0.3, 0.4]), u8s("zp", &[2, 2], &[0, 0, 0, 0])],
-        21,
-    );
+    let m = blocked_pair("zp");
     let g = Graph::new(&m, Path::new(".")).unwrap();
     let err = lower_qdq(&m, &g).err().expect("block_size > 0 is refused").to_string();
     assert!(err.contains("blocked_q") && err.contains("block_size 2"), "{err}");
@@ -353,14 +316,11 @@ fn blocked_quantization_is_refused_naming_the_node() {
 #[test]
 fn lowered_model_survives_encoding_and_decoding() {
     let m = model(
-        vec![value("x", &[1, 4])],
-        &["y"],
-        vec![
-            node("q", "QuantizeLinear", &["x", "s", "zp"], "xq", vec![]),
-            node("dq", "DequantizeLinear", &["xq", "s", "zp"], "y", vec![]),
-        ],
-        vec![f32s("s", &[], &[0.1]), u8s("zp", &[], &[7])],
         13,
+        vec![q("q", &["x", "s", "zp"], "xq"), dq("dq", &["xq", "s", "zp"], "y", None)],
+        vec![tensor_value("x", FLOAT, &[1, 4])],
+        &["y"],
+        vec![f32_tensor("s", &[], &[0.1]), u8s("zp", &[], &[7])],
     );
     let (l, _) = lower(&m);
     let bytes = ptq_onnx::encode(&l.model);

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use ptq_export::{Qat, qdq_model, read_qat};
-use ptq_ir::{DataType, Graph};
+use ptq_ir::{DataType, Graph, int_attribute};
+use ptq_onnx::build::{FLOAT, f32_tensor, node, tensor_value, with_attributes};
 use ptq_onnx::proto::{ModelProto, NodeProto};
 use ptq_quant::rules::{RuleOptions, layout};
 use ptq_quant::{
@@ -160,19 +161,19 @@ fn ramp(n: usize, step: f32) -> Vec<f32> {
 fn two_convs(opset: i64, c1: usize) -> ModelProto {
     let c1i = c1 as i64;
     model(
-        vec![value("x", &[1, 2, 4, 4])],
+        opset,
+        vec![
+            node("Conv", "conv1", &["x", "w1", "b1"], &["c"]),
+            node("Relu", "relu", &["c"], &["r"]),
+            node("Conv", "conv2", &["r", "w2"], &["o"]),
+        ],
+        vec![tensor_value("x", FLOAT, &[1, 2, 4, 4])],
         &["r", "o"],
         vec![
-            node("conv1", "Conv", &["x", "w1", "b1"], "c", vec![]),
-            node("relu", "Relu", &["c"], "r", vec![]),
-            node("conv2", "Conv", &["r", "w2"], "o", vec![]),
+            f32_tensor("w1", &[c1i, 2, 1, 1], &ramp(c1 * 2, 0.13)),
+            f32_tensor("b1", &[c1i], &ramp(c1, 0.05)),
+            f32_tensor("w2", &[3, c1i, 1, 1], &ramp(3 * c1, 0.07)),
         ],
-        vec![
-            f32s("w1", &[c1i, 2, 1, 1], &ramp(c1 * 2, 0.13)),
-            f32s("b1", &[c1i], &ramp(c1, 0.05)),
-            f32s("w2", &[3, c1i, 1, 1], &ramp(3 * c1, 0.07)),
-        ],
-        opset,
     )
 }
 
@@ -251,16 +252,7 @@ fn digits_cnn_qdq_model_reads_back_as_the_float_model_and_its_encodings() {
         .filter(|m| g.tensor(m).is_some_and(|t| !t.is_constant()))
         .map(|m| (m.clone(), MinMax { min: -1.0, max: 3.0 }))
         .collect();
-    let config = Config {
-        act: QuantSpec::new(8, Schema::Asymmetric),
-        weight: QuantSpec::new(8, Schema::Symmetric),
-        bias_bitwidth: 32,
-        per_row_bias: false,
-        adjust_bias: false,
-        float_bitwidth: 32,
-        float_bias_bitwidth: None,
-        keep_weights_quantized: false,
-    };
+    let config = Config::default();
     let given = GivenEncodings::new();
     let encodings = assign(&g, &lay, &observed, &config, &given, Mode::Calibrate).unwrap().encodings;
     assert!(encodings.floats.is_empty());
@@ -285,19 +277,10 @@ fn digits_cnn_qdq_model_reads_back_as_the_float_model_and_its_encodings() {
 
 // ---- onnxruntime-style QDQ models ------------------------------------------------------------
 
-fn dq(name: &str, inputs: &[&str], output: &str, axis: Option<i64>) -> NodeProto {
-    node(name, "DequantizeLinear", inputs, output, axis.map(|a| int("axis", a)).into_iter().collect())
-}
-
-fn q(name: &str, inputs: &[&str], output: &str) -> NodeProto {
-    node(name, "QuantizeLinear", inputs, output, vec![])
-}
-
 #[test]
 fn onnxruntime_qdq_conv_reads_back_as_a_float_conv() {
     let m = model(
-        vec![value("x", &[1, 2, 3, 3])],
-        &["y"],
+        13,
         vec![
             q("x_QuantizeLinear", &["x", "x_scale", "x_zero_point"], "x_QuantizeLinear_Output"),
             dq(
@@ -319,15 +302,14 @@ fn onnxruntime_qdq_conv_reads_back_as_a_float_conv() {
                 Some(0),
             ),
             node(
-                "conv",
                 "Conv",
+                "conv",
                 &[
                     "x_DequantizeLinear_Output",
                     "W_DequantizeLinear_Output",
                     "B_quantized_DequantizeLinear_Output",
                 ],
-                "y_QuantizeLinear_Input",
-                vec![],
+                &["y_QuantizeLinear_Input"],
             ),
             q(
                 "y_QuantizeLinear",
@@ -336,19 +318,20 @@ fn onnxruntime_qdq_conv_reads_back_as_a_float_conv() {
             ),
             dq("y_DequantizeLinear", &["y_QuantizeLinear_Output", "y_scale", "y_zero_point"], "y", None),
         ],
+        vec![tensor_value("x", FLOAT, &[1, 2, 3, 3])],
+        &["y"],
         vec![
-            f32s("x_scale", &[], &[0.02]),
+            f32_tensor("x_scale", &[], &[0.02]),
             u8s("x_zero_point", &[], &[131]),
             i8s("W_quantized", &[2, 2, 1, 1], &[-127, 5, 64, 127]),
-            f32s("W_scale", &[2], &[0.01, 0.002]),
+            f32_tensor("W_scale", &[2], &[0.01, 0.002]),
             i8s("W_zero_point", &[2], &[0, 0]),
             i32s("B_quantized", &[2], &[1000, -7]),
-            f32s("B_quantized_scale", &[2], &[0.0002, 0.00004]),
+            f32_tensor("B_quantized_scale", &[2], &[0.0002, 0.00004]),
             i32s("B_quantized_zero_point", &[2], &[0, 0]),
-            f32s("y_scale", &[], &[0.05]),
+            f32_tensor("y_scale", &[], &[0.05]),
             u8s("y_zero_point", &[], &[128]),
         ],
-        13,
     );
     let (qat, g) = read(&m);
     assert_eq!(qat.pairs, 2);
@@ -406,35 +389,32 @@ fn zero_point_types_and_axes_follow_spec_4_5() {
     // int8 zero point 3; no zero point (uint8); no zero point with output_dtype int16 (opset 21);
     // an int4 weight per channel on axis −1 of a [2, 3] constant.
     let m = model(
-        vec![value("x", &[2, 3])],
-        &["out"],
+        21,
         vec![
             q("qa", &["x", "sa", "za"], "xa"),
             dq("dqa", &["xa", "sa", "za"], "a", None),
-            node("relu", "Relu", &["a"], "r", vec![]),
+            node("Relu", "relu", &["a"], &["r"]),
             q("qb", &["r", "sb"], "xb"),
             dq("dqb", &["xb", "sb"], "b", None),
-            node("neg", "Neg", &["b"], "n", vec![]),
-            node(
-                "qc",
-                "QuantizeLinear",
-                &["n", "sc"],
-                "xc",
-                vec![int("output_dtype", DataType::Int16.to_onnx() as i64)],
+            node("Neg", "neg", &["b"], &["n"]),
+            with_attributes(
+                q("qc", &["n", "sc"], "xc"),
+                [int_attribute("output_dtype", DataType::Int16.to_onnx() as i64)],
             ),
             dq("dqc", &["xc", "sc"], "c", None),
             dq("dqw", &["w_q", "sw"], "w", Some(-1)),
-            node("mul", "Mul", &["c", "w"], "out", vec![]),
+            node("Mul", "mul", &["c", "w"], &["out"]),
         ],
+        vec![tensor_value("x", FLOAT, &[2, 3])],
+        &["out"],
         vec![
-            f32s("sa", &[], &[0.1]),
+            f32_tensor("sa", &[], &[0.1]),
             i8s("za", &[], &[3]),
-            f32s("sb", &[1], &[0.2]),
-            f32s("sc", &[], &[0.001]),
+            f32_tensor("sb", &[1], &[0.2]),
+            f32_tensor("sc", &[], &[0.001]),
             i4s("w_q", &[2, 3], &[-8, 7, 1, 2, -3, 0]),
-            f32s("sw", &[3], &[0.5, 0.25, 0.125]),
+            f32_tensor("sw", &[3], &[0.5, 0.25, 0.125]),
         ],
-        21,
     );
     let (qat, g) = read(&m);
     assert_eq!(qat.pairs, 3);
@@ -460,22 +440,22 @@ fn zero_point_types_and_axes_follow_spec_4_5() {
 fn equal_pairs_in_a_row_give_one_encoding_different_ones_are_refused() {
     let chain = |zb: i8| {
         model(
-            vec![value("x", &[4])],
-            &["y"],
+            13,
             vec![
                 q("qa", &["x", "sa", "za"], "xa"),
                 dq("dqa", &["xa", "sa", "za"], "a", None),
                 q("qb", &["a", "sb", "zb"], "xb"),
                 dq("dqb", &["xb", "sb", "zb"], "b", None),
-                node("neg", "Neg", &["b"], "y", vec![]),
+                node("Neg", "neg", &["b"], &["y"]),
             ],
+            vec![tensor_value("x", FLOAT, &[4])],
+            &["y"],
             vec![
-                f32s("sa", &[], &[0.1]),
+                f32_tensor("sa", &[], &[0.1]),
                 i8s("za", &[], &[3]),
-                f32s("sb", &[], &[0.1]),
+                f32_tensor("sb", &[], &[0.1]),
                 i8s("zb", &[], &[zb]),
             ],
-            13,
         )
     };
     let (qat, g) = read(&chain(3));
@@ -490,16 +470,16 @@ fn graph_outputs_keep_their_names() {
     // One QuantizeLinear read by two DequantizeLinear nodes that both write graph outputs: the
     // Relu writes the first again, an Identity copies it into the second.
     let m = model(
-        vec![value("x", &[4])],
-        &["y1", "y2"],
+        13,
         vec![
-            node("relu", "Relu", &["x"], "r", vec![]),
+            node("Relu", "relu", &["x"], &["r"]),
             q("q", &["r", "s", "z"], "rq"),
             dq("dq1", &["rq", "s", "z"], "y1", None),
             dq("dq2", &["rq", "s", "z"], "y2", None),
         ],
-        vec![f32s("s", &[], &[0.1]), u8s("z", &[], &[0])],
-        13,
+        vec![tensor_value("x", FLOAT, &[4])],
+        &["y1", "y2"],
+        vec![f32_tensor("s", &[], &[0.1]), u8s("z", &[], &[0])],
     );
     let (qat, g) = read(&m);
     assert_eq!(qat.pairs, 2);
@@ -518,20 +498,15 @@ fn graph_outputs_keep_their_names() {
 
 // ---- float-16 Cast pairs ---------------------------------------------------------------------
 
-fn cast(name: &str, input: &str, output: &str, to: DataType) -> NodeProto {
-    node(name, "Cast", &[input], output, vec![int("to", to.to_onnx() as i64)])
-}
-
 #[test]
 fn marked_float16_cast_pairs_become_float16_encodings() {
     let m = model(
-        vec![value("x", &[4])],
-        &["out", "z"],
+        13,
         vec![
-            node("relu", "Relu", &["x"], "r", vec![]),
+            node("Relu", "relu", &["x"], &["r"]),
             cast("r_ptq_fp16_cast", "r", "r_ptq_fp16", DataType::Float16),
             cast("r_ptq_fp16_uncast", "r_ptq_fp16", "r_ptq_fp32", DataType::Float),
-            node("neg", "Neg", &["r_ptq_fp32"], "n", vec![]),
+            node("Neg", "neg", &["r_ptq_fp32"], &["n"]),
             // A graph output: its producer writes the output name again.
             cast("out_ptq_fp16_cast", "n", "out_ptq_fp16", DataType::Float16),
             cast("out_ptq_fp16_uncast", "out_ptq_fp16", "out", DataType::Float),
@@ -539,8 +514,9 @@ fn marked_float16_cast_pairs_become_float16_encodings() {
             cast("user_cast", "x", "h", DataType::Float16),
             cast("user_uncast", "h", "z", DataType::Float),
         ],
+        vec![tensor_value("x", FLOAT, &[4])],
+        &["out", "z"],
         vec![],
-        13,
     );
     let (qat, g) = read(&m);
     assert_eq!(qat.pairs, 0);
@@ -565,7 +541,13 @@ fn marked_float16_cast_pairs_become_float16_encodings() {
 #[test]
 fn quantize_without_its_dequantize_is_refused() {
     let base = |nodes: Vec<NodeProto>, outputs: &[&str]| {
-        model(vec![value("x", &[4])], outputs, nodes, vec![f32s("s", &[], &[0.1]), u8s("z", &[], &[9])], 13)
+        model(
+            13,
+            nodes,
+            vec![tensor_value("x", FLOAT, &[4])],
+            outputs,
+            vec![f32_tensor("s", &[], &[0.1]), u8s("z", &[], &[9])],
+        )
     };
     let err = refusal(&base(vec![q("lone_q", &["x", "s", "z"], "xq")], &["xq"]));
     assert!(err.contains("lone_q") && err.contains("graph output"), "{err}");
@@ -573,13 +555,13 @@ fn quantize_without_its_dequantize_is_refused() {
         vec![
             q("q", &["x", "s", "z"], "xq"),
             dq("dq", &["xq", "s", "z"], "y", None),
-            node("cast", "Cast", &["xq"], "c", vec![int("to", 1)]),
+            cast("cast", "xq", "c", DataType::Float),
         ],
         &["y", "c"],
     ));
     assert!(err.contains("`q`") && err.contains("`cast`"), "{err}");
     let err = refusal(&base(
-        vec![q("unread_q", &["x", "s", "z"], "xq"), node("neg", "Neg", &["x"], "y", vec![])],
+        vec![q("unread_q", &["x", "s", "z"], "xq"), node("Neg", "neg", &["x"], &["y"])],
         &["y"],
     ));
     assert!(err.contains("unread_q") && err.contains("no DequantizeLinear"), "{err}");
@@ -588,14 +570,11 @@ fn quantize_without_its_dequantize_is_refused() {
 #[test]
 fn dequantize_of_a_runtime_tensor_is_refused() {
     let m = model(
-        vec![value("x", &[4])],
-        &["y"],
-        vec![
-            node("cast", "Cast", &["x"], "xi", vec![int("to", DataType::Uint8.to_onnx() as i64)]),
-            dq("runtime_dq", &["xi", "s", "z"], "y", None),
-        ],
-        vec![f32s("s", &[], &[0.1]), u8s("z", &[], &[9])],
         13,
+        vec![cast("cast", "x", "xi", DataType::Uint8), dq("runtime_dq", &["xi", "s", "z"], "y", None)],
+        vec![tensor_value("x", FLOAT, &[4])],
+        &["y"],
+        vec![f32_tensor("s", &[], &[0.1]), u8s("z", &[], &[9])],
     );
     let err = refusal(&m);
     assert!(err.contains("runtime_dq") && err.contains("`xi`") && err.contains("run time"), "{err}");
@@ -603,47 +582,26 @@ fn dequantize_of_a_runtime_tensor_is_refused() {
 
 #[test]
 fn blocked_and_mismatched_pairs_are_refused() {
-    let m = model(
-        vec![value("x", &[2, 4])],
-        &["y"],
-        vec![
-            node(
-                "blocked_q",
-                "QuantizeLinear",
-                &["x", "s", "z"],
-                "xq",
-                vec![int("axis", 1), int("block_size", 2)],
-            ),
-            node(
-                "dq",
-                "DequantizeLinear",
-                &["xq", "s", "z"],
-                "y",
-                vec![int("axis", 1), int("block_size", 2)],
-            ),
-        ],
-        vec![f32s("s", &[2, 2], &[0.1, 0.2, 0.3, 0.4]), u8s("z", &[2, 2], &[0, 0, 0, 0])],
-        21,
-    );
+    let m = blocked_pair("z");
     let err = refusal(&m);
     assert!(err.contains("blocked_q") && err.contains("not supported yet"), "{err}");
 
     let m = model(
-        vec![value("x", &[4])],
-        &["y"],
-        vec![q("q", &["x", "s", "z"], "xq"), dq("other_dq", &["xq", "s2", "z"], "y", None)],
-        vec![f32s("s", &[], &[0.1]), f32s("s2", &[], &[0.2]), u8s("z", &[], &[9])],
         13,
+        vec![q("q", &["x", "s", "z"], "xq"), dq("other_dq", &["xq", "s2", "z"], "y", None)],
+        vec![tensor_value("x", FLOAT, &[4])],
+        &["y"],
+        vec![f32_tensor("s", &[], &[0.1]), f32_tensor("s2", &[], &[0.2]), u8s("z", &[], &[9])],
     );
     let err = refusal(&m);
     assert!(err.contains("other_dq") && err.contains("another type, scale"), "{err}");
 
     let m = model(
-        vec![value("x", &[4]), value("s", &[])],
-        &["y"],
-        vec![q("q", &["x", "s", "z"], "xq"), dq("dq", &["xq", "s", "z"], "y", None)],
-        vec![u8s("z", &[], &[9])],
         13,
+        vec![q("q", &["x", "s", "z"], "xq"), dq("dq", &["xq", "s", "z"], "y", None)],
+        vec![tensor_value("x", FLOAT, &[4]), tensor_value("s", FLOAT, &[])],
+        &["y"],
+        vec![u8s("z", &[], &[9])],
     );
     let err = refusal(&m);
     assert!(err.contains("`q`") && err.contains("scale `s` is computed at run time"), "{err}");
@@ -661,8 +619,13 @@ fn a_model_without_quantization_nodes_is_unchanged() {
 /// symmetric — the same grid, labelled differently (why the digits test avoids such ranges).
 #[test]
 fn a_centred_asymmetric_range_reads_back_as_symmetric() {
-    let float =
-        model(vec![value("x", &[4])], &["y"], vec![node("neg", "Neg", &["x"], "y", vec![])], vec![], 13);
+    let float = model(
+        13,
+        vec![node("Neg", "neg", &["x"], &["y"])],
+        vec![tensor_value("x", FLOAT, &[4])],
+        &["y"],
+        vec![],
+    );
     let e = asym(8, -1.0, 1.0);
     assert_eq!((e.zero_points.clone(), e.symmetric), (vec![128], false));
     let encodings = Encodings { tensors: [act("x", e.clone())].into_iter().collect(), ..Default::default() };
@@ -680,24 +643,24 @@ fn a_one_value_scale_with_an_axis_is_per_channel_only_along_a_dimension_of_one()
         n
     };
     let m = model(
-        vec![value("x", &[1, 4])],
-        &["y"],
+        21,
         vec![
             // onnxruntime's com.microsoft twins read like the ONNX ones.
-            ms(node("q", "QuantizeLinear", &["x", "s", "z"], "xq", vec![int("axis", 1)])),
-            ms(node("dq", "DequantizeLinear", &["xq", "s", "z"], "xd", vec![int("axis", 1)])),
+            ms(with_attributes(q("q", &["x", "s", "z"], "xq"), [int_attribute("axis", 1)])),
+            ms(dq("dq", &["xq", "s", "z"], "xd", Some(1))),
             dq("dq_one", &["one_q", "s"], "one", Some(0)),
             dq("dq_four", &["four_q", "s"], "four", Some(1)),
-            node("add", "Add", &["xd", "one"], "a", vec![]),
-            node("mul", "Mul", &["a", "four"], "y", vec![]),
+            node("Add", "add", &["xd", "one"], &["a"]),
+            node("Mul", "mul", &["a", "four"], &["y"]),
         ],
+        vec![tensor_value("x", FLOAT, &[1, 4])],
+        &["y"],
         vec![
-            f32s("s", &[1], &[0.5]),
+            f32_tensor("s", &[1], &[0.5]),
             u16s("z", &[1], &[7]),
             i8s("one_q", &[1, 4], &[1, 2, 3, 4]),
             i8s("four_q", &[1, 4], &[1, 2, 3, 4]),
         ],
-        21,
     );
     let (qat, g) = read(&m);
     assert_eq!(ops(&g), ["Add", "Mul"]);

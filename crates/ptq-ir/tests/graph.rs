@@ -4,7 +4,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use ptq_ir::{DataType, Dim, Error, Graph, Patch, Source};
-use ptq_onnx::proto::{GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
+use ptq_onnx::build::{self, f32_tensor_float_data, node, untyped_value};
+use ptq_onnx::proto::{ModelProto, NodeProto};
 
 fn shared_model(name: &str) -> PathBuf {
     let path =
@@ -86,39 +87,19 @@ fn minilm_symbolic_dims_are_named() {
     assert_eq!(shape, [Dim::Symbolic("batch_size".into()), Dim::Symbolic("sequence_length".into())]);
 }
 
-fn node(name: &str, op: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
-    NodeProto {
-        name: Some(name.into()),
-        op_type: Some(op.into()),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    }
-}
-
-fn value(name: &str) -> ValueInfoProto {
-    ValueInfoProto { name: Some(name.into()), ..Default::default() }
-}
-
+/// `x` → `nodes` → `z`, the input and output untyped, without an opset import (so that
+/// `Patch::set_opset` adds one).
 fn model(nodes: Vec<NodeProto>) -> ModelProto {
-    ModelProto {
-        ir_version: Some(8),
-        graph: Some(GraphProto {
-            node: nodes,
-            input: vec![value("x")],
-            output: vec![value("z")],
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    let graph = build::graph(nodes, vec![untyped_value("x")], vec![untyped_value("z")], vec![]);
+    ModelProto { ir_version: Some(8), graph: Some(graph), ..Default::default() }
 }
 
 #[test]
 fn nodes_out_of_file_order_are_sorted_stably() {
     let m = model(vec![
-        node("b", "Relu", &["y"], &["z"]),
-        node("a", "Relu", &["x"], &["y"]),
-        node("c", "Relu", &["x"], &["w"]),
+        node("Relu", "b", &["y"], &["z"]),
+        node("Relu", "a", &["x"], &["y"]),
+        node("Relu", "c", &["x"], &["w"]),
     ]);
     let g = Graph::new(&m, Path::new(".")).unwrap();
     let order: Vec<_> = g.nodes().map(|n| n.name.clone()).collect();
@@ -127,7 +108,7 @@ fn nodes_out_of_file_order_are_sorted_stably() {
 
 #[test]
 fn a_cycle_is_an_error_naming_its_nodes() {
-    let m = model(vec![node("a", "Add", &["x", "z"], &["y"]), node("b", "Relu", &["y"], &["z"])]);
+    let m = model(vec![node("Add", "a", &["x", "z"], &["y"]), node("Relu", "b", &["y"], &["z"])]);
     let err = Graph::new(&m, Path::new(".")).unwrap_err();
     assert!(matches!(err, Error::Cycle { .. }));
     let msg = err.to_string();
@@ -144,18 +125,12 @@ fn an_empty_patch_leaves_the_model_byte_identical() {
 
 #[test]
 fn patch_inserts_rewires_and_removes() {
-    let m = model(vec![node("a", "Relu", &["x"], &["y"]), node("b", "Relu", &["y"], &["z"])]);
+    let m = model(vec![node("Relu", "a", &["x"], &["y"]), node("Relu", "b", &["y"], &["z"])]);
     let g = Graph::new(&m, Path::new(".")).unwrap();
     let mut p = Patch::new();
-    p.insert_after(Some(0), node("y_ptq_q", "Identity", &["y"], &["y2"]))
+    p.insert_after(Some(0), node("Identity", "y_ptq_q", &["y"], &["y2"]))
         .replace_uses(&g, "y", "y2")
-        .add_initializer(TensorProto {
-            name: Some("w".into()),
-            data_type: Some(1),
-            dims: vec![1],
-            float_data: vec![2.0],
-            ..Default::default()
-        })
+        .add_initializer(f32_tensor_float_data("w", &[1], &[2.0]))
         .set_opset("", 21)
         .set_ir_version(10);
     let out = p.apply(&m).unwrap();
@@ -175,7 +150,7 @@ fn patch_inserts_rewires_and_removes() {
 
 #[test]
 fn patch_naming_a_missing_node_or_slot_fails() {
-    let m = model(vec![node("a", "Relu", &["x"], &["y"])]);
+    let m = model(vec![node("Relu", "a", &["x"], &["y"])]);
     assert!(Patch::new().remove_node(3).apply(&m).is_err());
     let err = Patch::new().set_input(0, 4, "q").apply(&m).unwrap_err().to_string();
     assert!(err.contains("slot 4"), "{err}");
@@ -183,10 +158,10 @@ fn patch_naming_a_missing_node_or_slot_fails() {
 
 #[test]
 fn patch_replaces_a_node_in_place_and_rewires_the_replacement() {
-    let m = model(vec![node("a", "Relu", &["x"], &["y"]), node("b", "Relu", &["y"], &["z"])]);
+    let m = model(vec![node("Relu", "a", &["x"], &["y"]), node("Relu", "b", &["y"], &["z"])]);
     let mut p = Patch::new();
-    p.replace_node(0, node("a2", "Sigmoid", &["x"], &["y"]))
-        .insert_after(Some(0), node("c", "Identity", &["y"], &["y2"]))
+    p.replace_node(0, node("Sigmoid", "a2", &["x"], &["y"]))
+        .insert_after(Some(0), node("Identity", "c", &["y"], &["y2"]))
         .set_input(1, 0, "y2");
     let out = p.apply(&m).unwrap();
     let g = out.graph.unwrap();
@@ -197,8 +172,8 @@ fn patch_replaces_a_node_in_place_and_rewires_the_replacement() {
     );
     assert_eq!(g.node[2].input, ["y2"]);
 
-    assert!(Patch::new().replace_node(5, node("q", "Relu", &["x"], &["q"])).apply(&m).is_err());
+    assert!(Patch::new().replace_node(5, node("Relu", "q", &["x"], &["q"])).apply(&m).is_err());
     let err =
-        Patch::new().replace_node(0, node("q", "Relu", &["x"], &["q"])).remove_node(0).apply(&m).unwrap_err();
+        Patch::new().replace_node(0, node("Relu", "q", &["x"], &["q"])).remove_node(0).apply(&m).unwrap_err();
     assert!(err.to_string().contains("both removed and replaced"), "{err}");
 }

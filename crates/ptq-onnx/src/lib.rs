@@ -15,6 +15,9 @@
 //! assert_eq!(decode(bytes.clone().into(), "m.onnx".as_ref()).unwrap(), model);
 //! ```
 
+/// Small builders for ONNX protos: the tests of every crate and tools that make models in memory
+/// use them.
+pub mod build;
 mod error;
 mod external;
 mod io;

@@ -33,6 +33,23 @@ pub struct Config {
     pub keep_weights_quantized: bool,
 }
 
+/// ptq's defaults, DESIGN.md Decision 1: 8-bit asymmetric activations, 8-bit symmetric weights,
+/// 32-bit biases, float tensors at 32 bits, and none of the options.
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            act: QuantSpec::new(8, Schema::Asymmetric),
+            weight: QuantSpec::new(8, Schema::Symmetric),
+            bias_bitwidth: 32,
+            per_row_bias: false,
+            adjust_bias: false,
+            float_bitwidth: 32,
+            float_bias_bitwidth: None,
+            keep_weights_quantized: false,
+        }
+    }
+}
+
 /// Where the encodings of tensors without a given one come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -538,16 +555,7 @@ mod tests {
     /// at s_in·s_w; `--adjust_bias_encoding` widens just that channel until it fits.
     #[test]
     fn adjust_bias_widens_only_the_channels_that_overflow() {
-        let config = Config {
-            act: QuantSpec::new(8, Schema::Asymmetric),
-            weight: QuantSpec::new(8, Schema::Symmetric),
-            bias_bitwidth: 32,
-            per_row_bias: false,
-            adjust_bias: true,
-            float_bitwidth: 32,
-            float_bias_bitwidth: None,
-            keep_weights_quantized: false,
-        };
+        let config = Config { adjust_bias: true, ..Config::default() };
         let bias = [0.5f32, 100.0];
         let mut e = encodings(0.01, &[0.01, 1e-11]);
         let before = bias_encoding(&bias, ("x", "w", false), &e, &config);

@@ -7,10 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use ptq_onnx::proto::{
-    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
-    tensor_shape_proto, type_proto,
-};
+use ptq_onnx::build;
 
 /// `<repo>/../shared/models`, the read-only model zoo.
 pub fn models() -> PathBuf {
@@ -164,41 +161,6 @@ pub fn f64_bytes(values: &[f64]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
-/// ONNX element type FLOAT.
-pub const FLOAT: i32 = 1;
-
-/// A float tensor value with a fixed shape.
-pub fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|&d| tensor_shape_proto::Dimension {
-            value: Some(tensor_shape_proto::dimension::Value::DimValue(d)),
-            ..Default::default()
-        })
-        .collect();
-    ValueInfoProto {
-        name: Some(name.to_owned()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(FLOAT),
-                shape: Some(TensorShapeProto { dim }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-pub fn node(op_type: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
-    NodeProto {
-        op_type: Some(op_type.to_owned()),
-        name: Some(name.to_owned()),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    }
-}
-
 /// `x [1,4] → FooBar (foo1) → Relu (relu1) → z`: a model that loads but that no engine can
 /// run, since `FooBar` is no ONNX operator.
 pub fn foobar_model() -> Vec<u8> {
@@ -217,22 +179,12 @@ pub fn chain_model(nodes: &[(&str, &str)]) -> Vec<u8> {
     let node = nodes
         .iter()
         .enumerate()
-        .map(|(i, (op, name))| node(op, name, &[&names[i]], &[&names[i + 1]]))
+        .map(|(i, (op, name))| build::node(op, name, &[&names[i]], &[&names[i + 1]]))
         .collect();
-    let graph = GraphProto {
-        name: Some("chain".into()),
-        node,
-        input: vec![value_info("x", &[1, 4])],
-        output: vec![value_info("z", &[1, 4])],
-        ..Default::default()
-    };
-    let model = ModelProto {
-        ir_version: Some(8),
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(13) }],
-        producer_name: Some("ptq-cli tests".into()),
-        graph: Some(graph),
-        ..Default::default()
-    };
+    let io = |name| build::tensor_value(name, build::FLOAT, &[1, 4]);
+    let mut model = build::model(13, node, vec![io("x")], vec![io("z")], vec![]);
+    model.producer_name = Some("ptq-cli tests".into());
+    model.graph.as_mut().expect("a graph").name = Some("chain".into());
     ptq_onnx::encode(&model)
 }
 

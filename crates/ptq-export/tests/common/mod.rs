@@ -1,113 +1,76 @@
 //! Builders for small hand-made models, and readers of the results (shared by the test files).
 #![allow(dead_code)]
 
-use bytes::Bytes;
-use ptq_ir::{DataType, Graph};
-use ptq_onnx::proto::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto,
-    TypeProto, ValueInfoProto, attribute_proto::AttributeType, tensor_shape_proto, type_proto,
-};
+use ptq_ir::{DataType, Graph, int_attribute};
+use ptq_onnx::build::{self, FLOAT, f32_tensor, node, raw_tensor, tensor_value, with_attributes};
+use ptq_onnx::proto::{ModelProto, NodeProto, TensorProto, ValueInfoProto};
 
 // ---- building models -------------------------------------------------------------------------
 
-pub fn value(name: &str, shape: &[i64]) -> ValueInfoProto {
-    let dim = shape
-        .iter()
-        .map(|&d| tensor_shape_proto::Dimension {
-            value: Some(tensor_shape_proto::dimension::Value::DimValue(d)),
-            ..Default::default()
-        })
-        .collect();
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(DataType::Float.to_onnx()),
-                shape: Some(TensorShapeProto { dim }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-pub fn int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::Int as i32),
-        i: Some(v),
-        ..Default::default()
-    }
-}
-
-pub fn node(name: &str, op: &str, inputs: &[&str], output: &str, attrs: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        name: Some(name.into()),
-        op_type: Some(op.into()),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: vec![output.into()],
-        attribute: attrs,
-        ..Default::default()
-    }
-}
-
-pub fn raw(name: &str, dtype: DataType, dims: &[i64], bytes: Vec<u8>) -> TensorProto {
-    TensorProto {
-        name: Some(name.into()),
-        data_type: Some(dtype.to_onnx()),
-        dims: dims.to_vec(),
-        raw_data: Some(Bytes::from(bytes)),
-        ..Default::default()
-    }
-}
-
-pub fn f32s(name: &str, dims: &[i64], v: &[f32]) -> TensorProto {
-    raw(name, DataType::Float, dims, v.iter().flat_map(|x| x.to_le_bytes()).collect())
-}
-
 pub fn u8s(name: &str, dims: &[i64], v: &[u8]) -> TensorProto {
-    raw(name, DataType::Uint8, dims, v.to_vec())
+    raw_tensor(name, DataType::Uint8.to_onnx(), dims, v.to_vec())
 }
 
 pub fn u16s(name: &str, dims: &[i64], v: &[u16]) -> TensorProto {
-    raw(name, DataType::Uint16, dims, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    raw_tensor(name, DataType::Uint16.to_onnx(), dims, v.iter().flat_map(|x| x.to_le_bytes()).collect())
 }
 
 pub fn i8s(name: &str, dims: &[i64], v: &[i8]) -> TensorProto {
-    raw(name, DataType::Int8, dims, v.iter().map(|&x| x as u8).collect())
+    raw_tensor(name, DataType::Int8.to_onnx(), dims, v.iter().map(|&x| x as u8).collect())
 }
 
 pub fn i32s(name: &str, dims: &[i64], v: &[i32]) -> TensorProto {
-    raw(name, DataType::Int32, dims, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    raw_tensor(name, DataType::Int32.to_onnx(), dims, v.iter().flat_map(|x| x.to_le_bytes()).collect())
 }
 
 /// int4 values packed two per byte, the first in the low nibble.
 pub fn i4s(name: &str, dims: &[i64], v: &[i8]) -> TensorProto {
     let bytes =
         v.chunks(2).map(|p| (p[0] as u8 & 0x0f) | ((p.get(1).copied().unwrap_or(0) as u8 & 0x0f) << 4));
-    raw(name, DataType::Int4, dims, bytes.collect())
+    raw_tensor(name, DataType::Int4.to_onnx(), dims, bytes.collect())
 }
 
+/// A QuantizeLinear node without attributes.
+pub fn q(name: &str, inputs: &[&str], output: &str) -> NodeProto {
+    node("QuantizeLinear", name, inputs, &[output])
+}
+
+/// A DequantizeLinear node, with an `axis` attribute when one is given.
+pub fn dq(name: &str, inputs: &[&str], output: &str, axis: Option<i64>) -> NodeProto {
+    with_attributes(node("DequantizeLinear", name, inputs, &[output]), axis.map(|a| int_attribute("axis", a)))
+}
+
+/// A Cast node to `to`.
+pub fn cast(name: &str, input: &str, output: &str, to: DataType) -> NodeProto {
+    with_attributes(node("Cast", name, &[input], &[output]), [int_attribute("to", to.to_onnx() as i64)])
+}
+
+/// [`build::model`] with the graph outputs given by name, each declared a FLOAT scalar.
 pub fn model(
+    opset: i64,
+    nodes: Vec<NodeProto>,
     inputs: Vec<ValueInfoProto>,
     outputs: &[&str],
-    nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
-    opset: i64,
 ) -> ModelProto {
-    ModelProto {
-        ir_version: Some(if opset >= 21 { 10 } else { 8 }),
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(opset) }],
-        graph: Some(GraphProto {
-            name: Some("g".into()),
-            node: nodes,
-            initializer: initializers,
-            input: inputs,
-            output: outputs.iter().map(|o| value(o, &[])).collect(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    let outputs = outputs.iter().map(|o| tensor_value(o, FLOAT, &[])).collect();
+    build::model(opset, nodes, inputs, outputs, initializers)
+}
+
+/// `x` [2, 4] → QuantizeLinear `blocked_q` → DequantizeLinear `dq` → `y` at opset 21, both
+/// blocked (axis 1, block size 2) with scale `s` and the uint8 zero point `zero_point`, [2, 2].
+pub fn blocked_pair(zero_point: &str) -> ModelProto {
+    let blocked = || [int_attribute("axis", 1), int_attribute("block_size", 2)];
+    model(
+        21,
+        vec![
+            with_attributes(q("blocked_q", &["x", "s", zero_point], "xq"), blocked()),
+            with_attributes(dq("dq", &["xq", "s", zero_point], "y", None), blocked()),
+        ],
+        vec![tensor_value("x", FLOAT, &[2, 4])],
+        &["y"],
+        vec![f32_tensor("s", &[2, 2], &[0.1, 0.2, 0.3, 0.4]), u8s(zero_point, &[2, 2], &[0, 0, 0, 0])],
+    )
 }
 
 // ---- reading the result ----------------------------------------------------------------------
