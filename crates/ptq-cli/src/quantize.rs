@@ -42,6 +42,13 @@ fn check_flags(args: &QuantizeArgs) -> Result<Option<PathBuf>> {
                 .into()
         ));
     }
+    if args.given.ignore_quantization_overrides && args.given.quantization_overrides.is_some() {
+        bail!(UsageError(
+            "--quantization_overrides and --ignore_quantization_overrides cannot be used together (spec §1.1): \
+             give the overrides to use them, or drop them"
+                .into()
+        ));
+    }
     if args.enable_per_row_quantized_bias && !args.use_per_row_quantization {
         bail!(UsageError(
             "--enable_per_row_quantized_bias needs --use_per_row_quantization (per-row biases follow \

@@ -235,3 +235,23 @@ fn keep_weights_quantized_in_float_fallback() {
     assert_eq!(report["tensors"]["pwconv.bias"]["dtype"], "float");
     assert_eq!(report["tensors"]["relu3_out"]["origin"], "float fallback");
 }
+
+#[test]
+fn overrides_with_ignore_overrides_is_a_usage_error() {
+    let mut work = Work::new();
+    let list = calib(&mut work);
+    work.write(
+        "over.json",
+        json!({"version": "1.0.0", "activation_encodings": [], "param_encodings": []}).to_string(),
+    );
+    quantize(&work, &model("digits_cnn"), "q.onnx")
+        .arg("--input_list")
+        .arg(&list)
+        .arg("--quantization_overrides")
+        .arg(work.path("over.json"))
+        .arg("--ignore_quantization_overrides")
+        .assert()
+        .code(2)
+        .stderr(contains("--ignore_quantization_overrides"));
+    assert!(!work.path("q.onnx").exists());
+}
