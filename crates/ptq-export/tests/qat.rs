@@ -137,17 +137,7 @@ fn per_channel(bits: u8, ranges: &[(f64, f64)], axis: usize) -> Encoding {
 
 /// An int32 bias at `scales`, per channel on axis 0 (or per tensor), as ptq derives it.
 fn bias(scales: &[f32], per_channel: bool) -> Encoding {
-    Encoding {
-        bitwidth: 32,
-        signed: true,
-        symmetric: true,
-        strict: false,
-        restricted: None,
-        scales: scales.to_vec(),
-        zero_points: vec![0; scales.len()],
-        axis: per_channel.then_some(0),
-        origin: Origin::Derived,
-    }
+    Encoding::int32_bias(scales.to_vec(), per_channel)
 }
 
 fn ramp(n: usize, step: f32) -> Vec<f32> {

@@ -517,17 +517,7 @@ fn bias_encoding(
     } else {
         vec![input_scale * w.scales.iter().copied().fold(0.0f32, f32::max)]
     };
-    Encoding {
-        bitwidth: 32,
-        signed: true,
-        symmetric: true,
-        strict: false,
-        restricted: None,
-        zero_points: vec![0; scales.len()],
-        axis: per_channel.then_some(0),
-        scales,
-        origin: Origin::Derived,
-    }
+    Encoding::int32_bias(scales, per_channel)
 }
 
 #[cfg(test)]

@@ -127,6 +127,22 @@ impl Encoding {
         }
     }
 
+    /// A 32-bit bias at `scales` (input scale × weight scale, spec §3.2): signed, zero point 0,
+    /// per channel on axis 0 when `per_channel`.
+    pub fn int32_bias(scales: Vec<f32>, per_channel: bool) -> Encoding {
+        Encoding {
+            bitwidth: 32,
+            signed: true,
+            symmetric: true,
+            strict: false,
+            restricted: None,
+            zero_points: vec![0; scales.len()],
+            axis: per_channel.then_some(0),
+            scales,
+            origin: Origin::Derived,
+        }
+    }
+
     pub fn is_per_channel(&self) -> bool {
         self.axis.is_some()
     }

@@ -36,17 +36,7 @@ fn example_13() -> Encoding {
 
 /// Spec §3.2 example 14: 32-bit bias, scale = input scale × weight scale, zero point 0.
 fn bias() -> Encoding {
-    Encoding {
-        bitwidth: 32,
-        signed: true,
-        symmetric: true,
-        strict: false,
-        restricted: None,
-        scales: vec![(0.0235294118f64 * 0.00551181) as f32],
-        zero_points: vec![0],
-        axis: None,
-        origin: Origin::Derived,
-    }
+    Encoding::int32_bias(vec![(0.0235294118f64 * 0.00551181) as f32], false)
 }
 
 fn json(enc: &Encodings, v: JsonVersion) -> String {

@@ -820,17 +820,7 @@ fn written() -> Encodings {
         (
             "bias32",
             Kind::Param,
-            Encoding {
-                bitwidth: 32,
-                signed: true,
-                symmetric: true,
-                strict: false,
-                restricted: None,
-                scales: vec![(0.0235294118f64 * 0.00551181) as f32, 7.038531e-26],
-                zero_points: vec![0, 0],
-                axis: Some(0),
-                origin: Origin::Derived,
-            },
+            Encoding::int32_bias(vec![(0.0235294118f64 * 0.00551181) as f32, 7.038531e-26], true),
         ),
     ];
     let mut e = Encodings::default();
