@@ -46,13 +46,41 @@ pub struct DataArgs {
     /// Only these inputs are read natively (comma-separated names); implies native reading for them.
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub native_input_tensor_names: Vec<String>,
+    #[command(flatten)]
+    pub shapes: ShapeArgs,
+    /// Continue when a sample holds NaN or Inf (a warning with the count is printed).
+    #[arg(long)]
+    pub allow_nonfinite: bool,
+}
+
+/// How the model's symbolic input dimensions are bound (qairt-converter's flags and ptq's own).
+/// Binding an input binds its symbols everywhere in the model.
+#[derive(Debug, Clone, Default, Args)]
+#[command(rename_all = "snake_case")]
+pub struct ShapeArgs {
     /// Bind an input's shape, e.g. `x=1,3,256,256` (repeat for several inputs). Needed for
     /// symbolic dimensions: raw files carry no shape.
     #[arg(long, value_name = "NAME=D0,D1,…")]
     pub input_dimensions: Vec<String>,
-    /// Continue when a sample holds NaN or Inf (a warning with the count is printed).
-    #[arg(long)]
-    pub allow_nonfinite: bool,
+    /// qairt-converter's spelling of --input_dimensions: `-s x 1,3,256,256` (legacy
+    /// `--input_dim`/`-d`).
+    #[arg(
+        short = 's',
+        long,
+        num_args = 2,
+        value_names = ["NAME", "D0,D1,…"],
+        visible_alias = "input_dim",
+        visible_short_alias = 'd'
+    )]
+    pub source_model_input_shape: Vec<String>,
+    /// Give a symbolic dimension a value in every input that names it, e.g.
+    /// `--onnx_define_symbol batch_size 1` (repeat for several symbols).
+    #[arg(long, num_args = 2, value_names = ["SYMBOL", "VALUE"])]
+    pub onnx_define_symbol: Vec<String>,
+    /// Set the first dimension of every input to N (as qairt-converter does; inputs without a
+    /// batch dimension need -s instead).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub onnx_override_batch: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +156,8 @@ pub struct ConvertArgs {
     /// Bitwidth of float biases [default: their layer's float bitwidth].
     #[arg(long, value_name = "BITS", value_parser = bitwidth(&[16, 32]))]
     pub float_bias_bitwidth: Option<u8>,
+    #[command(flatten)]
+    pub shapes: ShapeArgs,
 }
 
 #[derive(Debug, Args)]

@@ -63,7 +63,7 @@ pub fn convert(args: &ConvertArgs, ui: &Ui) -> Result<()> {
     let assignment = assign(
         &model.graph,
         &layout,
-        &float_tensors(&model)?,
+        &float_tensors(&model, &model.bound_inputs(&args.shapes)?)?,
         &config,
         &given.encodings,
         Mode::FloatFallback,

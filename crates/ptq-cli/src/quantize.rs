@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use ptq_data::Samples;
+use ptq_data::{BoundInput, Samples};
 use ptq_engine::{Engine, TractEngine, run_samples};
 use ptq_export::{Simulation, qdq_model, required_opset, simulation_model};
 use ptq_ir::{DataType, Tensor};
@@ -219,7 +219,7 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
             (assignment, ranges, sqnr)
         }
         None => {
-            let observed = float_tensors(&model)?;
+            let observed = float_tensors(&model, &model.bound_inputs(&args.data.shapes)?)?;
             let assignment =
                 assign(&model.graph, &layout, &observed, &config, &given.encodings, Mode::FloatFallback)?;
             (assignment, observed, Vec::new())
@@ -283,8 +283,8 @@ pub fn prepare(original: &Model, config: &Config, given: &GivenEncodings) -> Res
 
 /// Every tensor tract's type inference finds float, with an empty range: float fallback's
 /// stand-in for calibration, which tells which tensors can carry an encoding.
-pub fn float_tensors(model: &Model) -> Result<BTreeMap<String, MinMax>> {
-    let names = ptq_engine::float_tensors(&model.bytes, model.dir())?;
+pub fn float_tensors(model: &Model, inputs: &[BoundInput]) -> Result<BTreeMap<String, MinMax>> {
+    let names = ptq_engine::float_tensors(&model.bytes, model.dir(), inputs)?;
     Ok(names.into_iter().map(|n| (n, MinMax::default())).collect())
 }
 
@@ -306,6 +306,9 @@ fn calibrate(model: &Model, samples: &Samples, layout: &Layout, keep: usize, ui:
             .cloned(),
     );
     let engine = TractEngine::new(&model.bytes, model.dir(), samples.inputs(), &observed)?;
+    for ignored in engine.ignored_shapes() {
+        ui.warn(&ignored.to_string());
+    }
     let ranges = Mutex::new(vec![None::<MinMax>; observed.len()]);
     let reference = Mutex::new(vec![Vec::new(); keep.min(samples.len())]);
     let progress = Progress::new(ui, "calibrating", samples.len());

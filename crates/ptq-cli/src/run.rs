@@ -26,6 +26,9 @@ pub fn run(args: &RunArgs, ui: &Ui) -> Result<()> {
     let observed = outputs_to_write(&model.graph, args, &samples)?;
     let prepare_start = Instant::now();
     let engine = TractEngine::new(&model.bytes, model.dir(), samples.inputs(), &observed)?;
+    for ignored in engine.ignored_shapes() {
+        ui.warn(&ignored.to_string());
+    }
     ui.detail(&format!(
         "engine ready in {:.3} s, writing {} tensor(s): {}",
         prepare_start.elapsed().as_secs_f64(),

@@ -1,8 +1,84 @@
-//! Shapes: the `--input_dimensions` flag and checking a concrete shape against a declared one.
+//! Shapes: the flags that bind input dimensions (`--input_dimensions`, `--onnx_define_symbol`,
+//! `--onnx_override_batch`), and checking a concrete shape against a declared one.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use ptq_ir::{Dim, format_shape};
 
-use crate::Error;
+use crate::{BoundInput, Error, InputSpec};
+
+/// Input dimensions given on the command line, before any data is read.
+#[derive(Debug, Default, Clone)]
+pub struct ShapeBindings {
+    /// `--input_dimensions` (or qairt's `-s`): whole shapes, by input name.
+    pub dims: BTreeMap<String, Vec<usize>>,
+    /// `--onnx_define_symbol`: a value for a symbolic dimension, in every input that names it.
+    pub symbols: BTreeMap<String, usize>,
+    /// `--onnx_override_batch`: the first dimension of every input.
+    pub batch: Option<usize>,
+}
+
+impl ShapeBindings {
+    /// The inputs as declared, with the symbols defined and the batch overridden; fails on a
+    /// name that is not an input or a symbol no input declares.
+    pub fn declared(&self, inputs: &[InputSpec]) -> Result<Vec<InputSpec>, Error> {
+        let names: Vec<String> = inputs.iter().map(|i| i.name.clone()).collect();
+        if let Some(name) = self.dims.keys().find(|n| !names.contains(n)) {
+            return Err(Error::FlagUnknownInput {
+                flag: "--input_dimensions",
+                name: name.clone(),
+                inputs: names,
+            });
+        }
+        let declared: BTreeSet<&str> = inputs
+            .iter()
+            .flat_map(|i| &i.shape)
+            .filter_map(|d| match d {
+                Dim::Symbolic(s) => Some(s.as_str()),
+                _ => None,
+            })
+            .collect();
+        if let Some(symbol) = self.symbols.keys().find(|s| !declared.contains(s.as_str())) {
+            return Err(Error::UnknownSymbol {
+                symbol: symbol.clone(),
+                declared: declared.iter().map(|s| s.to_string()).collect(),
+            });
+        }
+        Ok(inputs
+            .iter()
+            .map(|spec| {
+                let mut shape: Vec<Dim> = spec
+                    .shape
+                    .iter()
+                    .map(|d| match d {
+                        Dim::Symbolic(s) => self.symbols.get(s).map_or_else(|| d.clone(), |&v| Dim::Fixed(v)),
+                        _ => d.clone(),
+                    })
+                    .collect();
+                if let (Some(batch), Some(first)) = (self.batch, shape.first_mut()) {
+                    *first = Dim::Fixed(batch);
+                }
+                InputSpec { shape, ..spec.clone() }
+            })
+            .collect())
+    }
+
+    /// Every input whose shape the flags and the model fix without reading data (an input list's
+    /// `.npy` headers may bind the others).
+    pub fn bind(&self, inputs: &[InputSpec]) -> Result<Vec<BoundInput>, Error> {
+        let mut bound = Vec::new();
+        for spec in self.declared(inputs)? {
+            let shape = match self.dims.get(&spec.name) {
+                Some(dims) => Some(check_shape(&spec.name, &spec.shape, dims, "--input_dimensions")?),
+                None => fixed_shape(&spec.shape),
+            };
+            if let Some(shape) = shape {
+                bound.push(BoundInput { name: spec.name, dtype: spec.dtype, shape });
+            }
+        }
+        Ok(bound)
+    }
+}
 
 /// Parses one `--input_dimensions` value: `name=d0,d1,...`, or qairt's `name d0,d1,...`.
 pub fn parse_input_dimensions(arg: &str) -> Result<(String, Vec<usize>), Error> {
@@ -118,5 +194,67 @@ mod tests {
         assert!(m.contains("declares [?,3,h]"), "{m}");
         let m = check_shape("x", &declared, &[1, 3], "the header").unwrap_err().to_string();
         assert!(m.contains("[1,3]") && m.contains("[?,3,h]"), "{m}");
+    }
+
+    fn input(name: &str, shape: &[Dim]) -> InputSpec {
+        InputSpec { name: name.into(), dtype: ptq_ir::DataType::Float, shape: shape.to_vec() }
+    }
+
+    fn sym(s: &str) -> Dim {
+        Dim::Symbolic(s.into())
+    }
+
+    fn shapes(bound: &[BoundInput]) -> Vec<(&str, &[usize])> {
+        bound.iter().map(|b| (b.name.as_str(), b.shape.as_slice())).collect()
+    }
+
+    #[test]
+    fn defined_symbols_bind_every_input_that_names_them() {
+        let inputs = [
+            input("ids", &[sym("batch"), sym("seq")]),
+            input("mask", &[sym("batch"), sym("seq")]),
+            input("x", &[sym("batch"), Dim::Fixed(3), sym("h")]),
+        ];
+        let b = ShapeBindings {
+            symbols: [("batch".to_string(), 1), ("seq".to_string(), 64)].into_iter().collect(),
+            ..ShapeBindings::default()
+        };
+        // `h` stays open: x is left to --input_dimensions or a .npy header.
+        assert_eq!(shapes(&b.bind(&inputs).unwrap()), [("ids", &[1, 64][..]), ("mask", &[1, 64][..])]);
+        let declared = b.declared(&inputs).unwrap();
+        assert_eq!(declared[2].shape, [Dim::Fixed(1), Dim::Fixed(3), sym("h")]);
+    }
+
+    #[test]
+    fn override_batch_sets_every_first_dim() {
+        let inputs =
+            [input("x", &[Dim::Fixed(1), Dim::Fixed(3)]), input("s", &[Dim::Unknown, Dim::Fixed(2)])];
+        let b = ShapeBindings { batch: Some(4), ..ShapeBindings::default() };
+        assert_eq!(shapes(&b.bind(&inputs).unwrap()), [("x", &[4, 3][..]), ("s", &[4, 2][..])]);
+    }
+
+    #[test]
+    fn input_dimensions_win_and_are_checked() {
+        let inputs = [input("x", &[sym("n"), Dim::Fixed(3)])];
+        let dims = |d: &[usize]| ShapeBindings {
+            dims: [("x".to_string(), d.to_vec())].into_iter().collect(),
+            ..ShapeBindings::default()
+        };
+        assert_eq!(shapes(&dims(&[2, 3]).bind(&inputs).unwrap()), [("x", &[2, 3][..])]);
+        let m = dims(&[2, 4]).bind(&inputs).unwrap_err().to_string();
+        assert!(m.contains("[2,4]") && m.contains("[n,3]"), "{m}");
+    }
+
+    #[test]
+    fn unknown_names_and_symbols_are_errors_that_list_the_known_ones() {
+        let inputs = [input("x", &[sym("batch"), sym("p2o.DynamicDimension.0")])];
+        let b =
+            ShapeBindings { symbols: [("btach".to_string(), 1)].into_iter().collect(), ..Default::default() };
+        let m = b.declared(&inputs).unwrap_err().to_string();
+        assert!(m.contains("'btach'") && m.contains("batch, p2o.DynamicDimension.0"), "{m}");
+        let b =
+            ShapeBindings { dims: [("y".to_string(), vec![1])].into_iter().collect(), ..Default::default() };
+        let m = b.declared(&inputs).unwrap_err().to_string();
+        assert!(m.contains("'y'") && m.contains("inputs are: x"), "{m}");
     }
 }

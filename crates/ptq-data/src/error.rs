@@ -62,6 +62,13 @@ pub enum Error {
     FlagUnknownInput { flag: &'static str, name: String, inputs: Vec<String> },
 
     #[error(
+        "--onnx_define_symbol names '{symbol}', which no input of the model declares; the inputs' symbolic \
+         dimensions are: {}",
+        if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
+    )]
+    UnknownSymbol { symbol: String, declared: Vec<String> },
+
+    #[error(
         "input '{input}': {from} gives shape {}, but the model declares {declared}; give a shape \
          of the same rank that keeps every fixed dimension",
         dims(given)

@@ -11,7 +11,7 @@ mod list;
 mod read;
 mod samples;
 
-pub use dims::parse_input_dimensions;
+pub use dims::{ShapeBindings, parse_input_dimensions};
 pub use error::Error;
 pub use list::{Entry, HeaderLines, InputList, Line};
 pub use samples::{BoundInput, InputSpec, ReadOptions, Sample, Samples};

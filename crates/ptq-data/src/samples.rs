@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use ptq_ir::{DataType, Dim, Tensor, format_shape};
 
 use crate::Error;
-use crate::dims::{check_shape, fixed_shape};
+use crate::dims::{ShapeBindings, check_shape, fixed_shape};
 use crate::list::{InputList, Line};
 use crate::read::{count_nonfinite, is_npy, npy_shape, read_file, readable};
 
@@ -36,8 +36,8 @@ pub struct ReadOptions {
     pub native_names: BTreeSet<String>,
     /// `--allow_nonfinite`: report NaN/Inf in float inputs instead of failing.
     pub allow_nonfinite: bool,
-    /// `--input_dimensions` bindings, by input name.
-    pub dims: BTreeMap<String, Vec<usize>>,
+    /// `--input_dimensions`, `--onnx_define_symbol`, `--onnx_override_batch`.
+    pub shapes: ShapeBindings,
 }
 
 /// The samples of an input list, read lazily: `read(i)` opens only line `i`'s files, so a run
@@ -73,9 +73,7 @@ impl Samples {
         let names: Vec<String> = inputs.iter().map(|i| i.name.clone()).collect();
         let unknown =
             |flag, name: &String| Error::FlagUnknownInput { flag, name: name.clone(), inputs: names.clone() };
-        if let Some(name) = opts.dims.keys().find(|n| !names.contains(n)) {
-            return Err(unknown("--input_dimensions", name));
-        }
+        let inputs = &opts.shapes.declared(inputs)?;
         if let Some(name) = opts.native_names.iter().find(|n| !names.contains(n)) {
             return Err(unknown("--native_input_tensor_names", name));
         }
@@ -84,7 +82,7 @@ impl Samples {
         }
         let slots =
             list.lines.iter().map(|line| assign(&list, line, &names)).collect::<Result<Vec<_>, _>>()?;
-        let bound = bind(&list, &slots, inputs, &opts.dims)?;
+        let bound = bind(&list, &slots, inputs, &opts.shapes.dims)?;
         let native = names
             .iter()
             .map(|n| if opts.native_names.is_empty() { opts.native } else { opts.native_names.contains(n) })
@@ -321,7 +319,7 @@ mod tests {
 
     fn dims(pairs: &[(&str, &[usize])]) -> ReadOptions {
         let dims = pairs.iter().map(|(n, d)| (n.to_string(), d.to_vec())).collect();
-        ReadOptions { dims, ..ReadOptions::default() }
+        ReadOptions { shapes: ShapeBindings { dims, ..ShapeBindings::default() }, ..ReadOptions::default() }
     }
 
     /// A folder with `a.raw` (float32 [1,2]: 1, 2) and `b.raw` (float32 [1,2]: 1, 0).
@@ -509,11 +507,7 @@ mod tests {
         let opts = |native: bool, names: &[&str]| ReadOptions {
             native,
             native_names: names.iter().map(|n| n.to_string()).collect(),
-            dims: [("input_ids", vec![1, 2]), ("attention_mask", vec![1, 2])]
-                .into_iter()
-                .map(|(n, d)| (n.to_string(), d))
-                .collect(),
-            ..ReadOptions::default()
+            ..dims(&[("input_ids", &[1, 2]), ("attention_mask", &[1, 2])])
         };
         let text = "ids.raw mask.raw\n";
         let expected = [Tensor::from_i64(vec![1, 2], &[5, 6]), Tensor::from_i64(vec![1, 2], &[1, 1])];

@@ -13,6 +13,13 @@ pub enum Error {
     #[error("tract cannot prepare the model for inputs {inputs}: {reason}")]
     Prepare { inputs: String, reason: String },
 
+    /// `shapes` reads "the bound input shapes … give its inputs … and its outputs …".
+    #[error(
+        "node `{node}` ({op}) contradicts {shapes} ({reason}). The model fixes a dimension there that these \
+         input shapes do not give: bind the input shapes it was exported for (--input_dimensions)"
+    )]
+    Contradiction { node: String, op: String, shapes: String, reason: String },
+
     #[error("running the model failed: {reason}")]
     Run { reason: String },
 

@@ -43,7 +43,9 @@ pub const OP_TYPE: &str = "FakeQuant";
 /// tract's ONNX framework with [`OP_TYPE`] registered next to tract's own operators.
 pub(crate) fn onnx() -> &'static Onnx {
     static ONNX: LazyLock<Onnx> = LazyLock::new(|| {
-        let mut onnx = tract_onnx::onnx();
+        // Declared intermediate shapes are checked against the bound inputs by `shapes`, not
+        // unified blindly by tract's parser.
+        let mut onnx = tract_onnx::onnx().with_ignore_value_info(true);
         register(&mut onnx.op_register);
         onnx
     });

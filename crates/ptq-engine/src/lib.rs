@@ -13,10 +13,12 @@ mod convert;
 mod error;
 pub mod fake_quant;
 mod parallel;
+mod shapes;
 mod tract;
 
 pub use error::Error;
 pub use parallel::run_samples;
+pub use shapes::IgnoredShape;
 pub use tract::{TractEngine, float_tensors, unsupported_ops};
 
 use ptq_ir::Tensor;

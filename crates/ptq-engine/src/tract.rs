@@ -13,6 +13,7 @@ use tract_onnx::tract_hir::ops::unimpl::UnimplementedOp;
 
 use crate::convert::{datum_type, from_tract, to_tract};
 use crate::error::chain;
+use crate::shapes::{self, IgnoredShape};
 use crate::{Engine, Error, Runner};
 
 /// A model optimised by tract for fixed input shapes, returning the observed tensors.
@@ -21,9 +22,15 @@ pub struct TractEngine {
     observed: Vec<String>,
     /// For each tract source in order: its name and its position in the caller's inputs.
     inputs: Vec<(String, usize)>,
+    ignored_shapes: Vec<IgnoredShape>,
 }
 
-fn parse(model: &[u8], model_dir: &Path) -> Result<tract_onnx::model::ParseResult, Error> {
+/// The model as tract reads it, without its declared intermediate shapes (`value_info`): those
+/// are checked against the bound inputs later (see `shapes`). Returns the graph proto too.
+fn parse(
+    model: &[u8],
+    model_dir: &Path,
+) -> Result<(tract_onnx::model::ParseResult, tract_onnx::pb::GraphProto), Error> {
     let load = |reason: String| Error::Load { reason };
     let proto = tract_onnx::pb::ModelProto::decode(model).map_err(|e| load(e.to_string()))?;
     let dir = model_dir.to_str().map(str::to_owned);
@@ -34,20 +41,25 @@ fn parse(model: &[u8], model_dir: &Path) -> Result<tract_onnx::model::ParseResul
             parsed.unresolved_inputs.join(", ")
         )));
     }
-    Ok(parsed)
+    Ok((parsed, proto.graph.unwrap_or_default()))
 }
 
 /// Every operator type tract cannot run, each with the names of the nodes that use it.
 pub fn unsupported_ops(model: &[u8], model_dir: &Path) -> Result<Vec<(String, Vec<String>)>, Error> {
-    let parsed = parse(model, model_dir)?;
-    Ok(collect_unsupported(&parsed.model))
+    Ok(collect_unsupported(&parse(model, model_dir)?.0.model))
 }
 
 /// The tensors tract's type inference says are float32, without running the model (float
-/// fallback has no samples to look at). Best effort: a tensor whose type stays unknown is left out.
-pub fn float_tensors(model: &[u8], model_dir: &Path) -> Result<BTreeSet<String>, Error> {
-    let parsed = parse(model, model_dir)?;
+/// fallback has no samples to look at), for the inputs bound so far (`inputs` may leave some
+/// out). Best effort: a tensor whose type stays unknown is left out.
+pub fn float_tensors(
+    model: &[u8],
+    model_dir: &Path,
+    inputs: &[BoundInput],
+) -> Result<BTreeSet<String>, Error> {
+    let (parsed, _) = parse(model, model_dir)?;
     let mut m = parsed.model;
+    set_inputs(&mut m, inputs, false)?;
     // Analysis may stop early on shapes it cannot resolve; the types found by then stand.
     let _ = m.analyse(false);
     Ok(parsed
@@ -58,6 +70,35 @@ pub fn float_tensors(model: &[u8], model_dir: &Path) -> Result<BTreeSet<String>,
         })
         .map(|(name, _)| name.clone())
         .collect())
+}
+
+/// Sets each source's fact to its bound input's type and shape, returning (name, position in
+/// `inputs`) per source in order; `all` makes an unbound source an error.
+fn set_inputs(
+    m: &mut InferenceModel,
+    inputs: &[BoundInput],
+    all: bool,
+) -> Result<Vec<(String, usize)>, Error> {
+    let sources = m.input_outlets().map_err(|e| Error::Load { reason: chain(&e) })?.to_vec();
+    let mut names = Vec::with_capacity(sources.len());
+    for (i, outlet) in sources.iter().enumerate() {
+        let name = m.node(outlet.node).name.clone();
+        let Some(position) = inputs.iter().position(|b| b.name == name) else {
+            if all {
+                return Err(Error::Input { name, reason: "no shape was given for this graph input".into() });
+            }
+            continue;
+        };
+        let bound = &inputs[position];
+        let dt = datum_type(bound.dtype).ok_or_else(|| Error::Input {
+            name: name.clone(),
+            reason: format!("{} inputs are not supported", bound.dtype),
+        })?;
+        m.set_input_fact(i, InferenceFact::dt_shape(dt, bound.shape.clone()))
+            .map_err(|e| Error::Input { name: name.clone(), reason: chain(&e) })?;
+        names.push((name, position));
+    }
+    Ok(names)
 }
 
 fn collect_unsupported(model: &InferenceModel) -> Vec<(String, Vec<String>)> {
@@ -83,39 +124,67 @@ impl TractEngine {
         inputs: &[BoundInput],
         observed: &[String],
     ) -> Result<Self, Error> {
-        let parsed = parse(model, model_dir)?;
+        let (parsed, graph) = parse(model, model_dir)?;
         let unsupported = collect_unsupported(&parsed.model);
         if !unsupported.is_empty() {
             return Err(Error::Unsupported { ops: unsupported });
         }
         let mut m = parsed.model;
-        let sources = m.input_outlets().map_err(|e| Error::Load { reason: chain(&e) })?.to_vec();
-        let mut names = Vec::with_capacity(sources.len());
-        for (i, outlet) in sources.iter().enumerate() {
-            let name = m.node(outlet.node).name.clone();
-            let position = inputs.iter().position(|b| b.name == name).ok_or_else(|| Error::Input {
-                name: name.clone(),
-                reason: "no shape was given for this graph input".into(),
-            })?;
-            let bound = &inputs[position];
-            let dt = datum_type(bound.dtype).ok_or_else(|| Error::Input {
-                name: name.clone(),
-                reason: format!("{} inputs are not supported", bound.dtype),
-            })?;
-            m.set_input_fact(i, InferenceFact::dt_shape(dt, bound.shape.clone()))
-                .map_err(|e| Error::Input { name: name.clone(), reason: chain(&e) })?;
-            names.push((name, position));
-        }
+        let names = set_inputs(&mut m, inputs, true)?;
+        m.analyse(false).map_err(|e| contradiction(&m, inputs, &e))?;
+        let ignored_shapes = shapes::reconcile(&mut m, &parsed.outlets_by_name, &graph, inputs)
+            .map_err(|e| Error::Prepare { inputs: describe(inputs), reason: chain(&e) })?;
         let outlets = observed
             .iter()
             .map(|n| {
                 parsed.outlets_by_name.get(n).copied().ok_or_else(|| Error::NoSuchTensor { name: n.clone() })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let prepare = |e: TractError| Error::Prepare { inputs: describe(inputs), reason: chain(&e) };
-        m.select_output_outlets(&outlets).map_err(prepare)?;
-        let plan = m.into_optimized().and_then(|m| m.into_runnable()).map_err(prepare)?;
-        Ok(TractEngine { plan, observed: observed.to_vec(), inputs: names })
+        m.select_output_outlets(&outlets)
+            .map_err(|e| Error::Prepare { inputs: describe(inputs), reason: chain(&e) })?;
+        // Typing analyses again; a failure there names its node as well.
+        let typed = m.clone();
+        let plan = m
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| contradiction(&typed, inputs, &e))?;
+        Ok(TractEngine { plan, observed: observed.to_vec(), inputs: names, ignored_shapes })
+    }
+
+    /// The model's declared intermediate shapes that contradict the bound inputs (ignored).
+    pub fn ignored_shapes(&self) -> &[IgnoredShape] {
+        &self.ignored_shapes
+    }
+}
+
+/// The node where tract's shape inference found the bound inputs contradicting the model, with
+/// the shapes it had reached there.
+fn contradiction(m: &InferenceModel, inputs: &[BoundInput], e: &TractError) -> Error {
+    let node = e.chain().find_map(|c| {
+        let text = c.to_string();
+        let id = text.strip_prefix("Failed analyse for node #")?;
+        let digits: String = id.chars().take_while(char::is_ascii_digit).collect();
+        m.nodes().get(digits.parse::<usize>().ok()?)
+    });
+    let Some(node) = node else { return Error::Prepare { inputs: describe(inputs), reason: chain(e) } };
+    let facts = |outlets: &[OutletId]| -> String {
+        outlets
+            .iter()
+            .map(|o| m.outlet_fact(*o).map(|f| shapes::format_fact(&f.shape)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let outputs: Vec<OutletId> = (0..node.outputs.len()).map(|k| OutletId::new(node.id, k)).collect();
+    Error::Contradiction {
+        node: node.name.clone(),
+        op: node.op.name().to_string(),
+        shapes: format!(
+            "the bound input shapes {}: they give its inputs shapes {} and its outputs {}",
+            describe(inputs),
+            facts(&node.inputs),
+            facts(&outputs)
+        ),
+        reason: e.root_cause().to_string(),
     }
 }
 

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use ptq_data::{InputList, InputSpec, ReadOptions, Samples};
+use ptq_data::{InputList, InputSpec, ReadOptions, Samples, ShapeBindings};
 use ptq_engine::{Engine, Error, TractEngine, run_samples, unsupported_ops};
 use ptq_ir::{Graph, Tensor};
 use ptq_onnx::build;
@@ -34,7 +34,10 @@ fn prepare(name: &str, dims: &[(&str, &[usize])]) -> Prepared {
         })
         .collect();
     let opts = ReadOptions {
-        dims: dims.iter().map(|(n, d)| (n.to_string(), d.to_vec())).collect(),
+        shapes: ShapeBindings {
+            dims: dims.iter().map(|(n, d)| (n.to_string(), d.to_vec())).collect(),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let samples = Samples::new(InputList::parse(&dir.join("calib.txt")).unwrap(), &specs, opts).unwrap();

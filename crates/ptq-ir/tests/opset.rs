@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use ptq_ir::{Error, Graph, upgrade_opset};
+use ptq_onnx::build;
 use ptq_onnx::proto::attribute_proto::AttributeType;
 use ptq_onnx::proto::tensor_shape_proto::{Dimension, dimension};
 use ptq_onnx::proto::{
@@ -176,15 +177,6 @@ fn float(name: &str, shape: &[i64]) -> ValueInfoProto {
     value(name, Some(1), Some(shape))
 }
 
-fn ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::Ints as i32),
-        ints: v.to_vec(),
-        ..Default::default()
-    }
-}
-
 fn int(name: &str, v: i64) -> AttributeProto {
     AttributeProto {
         name: Some(name.into()),
@@ -266,8 +258,8 @@ fn squeeze_and_unsqueeze_axes_become_an_int64_input_at_13() {
     let m = model(
         11,
         vec![
-            node("u", "Unsqueeze", &["x"], &["xu"], vec![ints("axes", &[0, 3])]),
-            node("s", "Squeeze", &["xu"], &["y"], vec![ints("axes", &[0])]),
+            node("u", "Unsqueeze", &["x"], &["xu"], vec![build::ints_attribute("axes", &[0, 3])]),
+            node("s", "Squeeze", &["xu"], &["y"], vec![build::ints_attribute("axes", &[0])]),
             node("s_all", "Squeeze", &["xu"], &["z"], vec![]),
         ],
         vec![float("x", &[2, 3])],
@@ -291,8 +283,14 @@ fn reduce_axes_become_an_input_at_13_for_reduce_sum_and_18_for_the_others() {
     let m = model(
         11,
         vec![
-            node("sum", "ReduceSum", &["x"], &["a"], vec![ints("axes", &[1]), int("keepdims", 0)]),
-            node("mean", "ReduceMean", &["x"], &["b"], vec![ints("axes", &[-1])]),
+            node(
+                "sum",
+                "ReduceSum",
+                &["x"],
+                &["a"],
+                vec![build::ints_attribute("axes", &[1]), int("keepdims", 0)],
+            ),
+            node("mean", "ReduceMean", &["x"], &["b"], vec![build::ints_attribute("axes", &[-1])]),
             node("max", "ReduceMax", &["x"], &["c"], vec![]),
         ],
         vec![float("x", &[2, 3, 4])],
@@ -314,7 +312,13 @@ fn split_becomes_an_input_at_13_and_gets_num_outputs_at_18() {
     let m = model(
         11,
         vec![
-            node("sized", "Split", &["x"], &["a", "b"], vec![int("axis", 1), ints("split", &[1, 3])]),
+            node(
+                "sized",
+                "Split",
+                &["x"],
+                &["a", "b"],
+                vec![int("axis", 1), build::ints_attribute("split", &[1, 3])],
+            ),
             node("even", "Split", &["x"], &["c", "d"], vec![int("axis", 1)]),
         ],
         vec![float("x", &[2, 4])],
@@ -400,13 +404,19 @@ fn clip_and_pad_attributes_become_inputs_of_the_data_type_at_11() {
         vec![
             node("c", "Clip", &["x"], &["y"], vec![flt("min", -0.5), flt("max", 0.5)]),
             node("c_max", "Clip", &["h"], &["z"], vec![flt("max", 6.0)]),
-            node("p", "Pad", &["x"], &["w"], vec![ints("pads", &[0, 1, 1, 0]), flt("value", 1.5)]),
+            node(
+                "p",
+                "Pad",
+                &["x"],
+                &["w"],
+                vec![build::ints_attribute("pads", &[0, 1, 1, 0]), flt("value", 1.5)],
+            ),
             node(
                 "p_reflect",
                 "Pad",
                 &["x"],
                 &["v"],
-                vec![ints("pads", &[0, 1, 0, 1]), string("mode", "reflect")],
+                vec![build::ints_attribute("pads", &[0, 1, 0, 1]), string("mode", "reflect")],
             ),
         ],
         vec![float("x", &[2, 3]), value("h", Some(10), Some(&[4]))],
@@ -512,7 +522,11 @@ fn slice_top_k_and_dropout_attributes_become_inputs() {
                 "Slice",
                 &["x"],
                 &["a"],
-                vec![ints("starts", &[1]), ints("ends", &[3]), ints("axes", &[1])],
+                vec![
+                    build::ints_attribute("starts", &[1]),
+                    build::ints_attribute("ends", &[3]),
+                    build::ints_attribute("axes", &[1]),
+                ],
             ),
             node("tk", "TopK", &["x"], &["b", "bi"], vec![int("k", 2)]),
             node("dr", "Dropout", &["x"], &["c", "mask"], vec![flt("ratio", 0.25)]),
@@ -604,7 +618,7 @@ fn other_domains_are_untouched_and_subgraphs_needing_rewrites_are_refused() {
     assert_eq!(out.ir_version(), 10);
 
     let branch = GraphProto {
-        node: vec![node("inner", "Squeeze", &["x"], &["s"], vec![ints("axes", &[0])])],
+        node: vec![node("inner", "Squeeze", &["x"], &["s"], vec![build::ints_attribute("axes", &[0])])],
         output: vec![value("s", Some(1), None)],
         ..Default::default()
     };

@@ -22,6 +22,8 @@ use crate::proto::{
 
 /// The ONNX element type FLOAT (`TensorProto.DataType.FLOAT`, 1).
 pub const FLOAT: i32 = tensor_proto::DataType::Float as i32;
+/// The ONNX element type INT64 (7).
+pub const INT64: i32 = tensor_proto::DataType::Int64 as i32;
 
 /// A tensor type of element type `elem_type` (a `TensorProto.DataType` value) with the fixed
 /// dimensions `dims`; `&[]` is a scalar.
@@ -33,6 +35,10 @@ pub fn tensor_type(elem_type: i32, dims: &[i64]) -> TypeProto {
             ..Default::default()
         })
         .collect();
+    typed(elem_type, dim)
+}
+
+fn typed(elem_type: i32, dim: Vec<tensor_shape_proto::Dimension>) -> TypeProto {
     TypeProto {
         value: Some(type_proto::Value::TensorType(type_proto::Tensor {
             elem_type: Some(elem_type),
@@ -51,6 +57,25 @@ pub fn tensor_value(name: &str, elem_type: i32, dims: &[i64]) -> ValueInfoProto 
     }
 }
 
+/// A graph input, output or value info `name` whose dims are written as exporters write them:
+/// digits are a `dim_value`, `""` is a dim with neither value nor name, anything else a
+/// `dim_param` (a symbol like `batch`, or an expression like `floor(height/2 - 1/2) + 1`).
+pub fn symbolic_value(name: &str, elem_type: i32, dims: &[&str]) -> ValueInfoProto {
+    use tensor_shape_proto::dimension::Value;
+    let dim = dims
+        .iter()
+        .map(|d| tensor_shape_proto::Dimension {
+            value: match d.parse::<i64>() {
+                Ok(v) => Some(Value::DimValue(v)),
+                Err(_) if d.is_empty() => None,
+                Err(_) => Some(Value::DimParam((*d).to_owned())),
+            },
+            ..Default::default()
+        })
+        .collect();
+    ValueInfoProto { name: Some(name.into()), r#type: Some(typed(elem_type, dim)), ..Default::default() }
+}
+
 /// A graph input or output known by its name alone, without a type.
 pub fn untyped_value(name: &str) -> ValueInfoProto {
     ValueInfoProto { name: Some(name.into()), ..Default::default() }
@@ -65,6 +90,21 @@ pub fn node(op_type: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> Nod
         output: outputs.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
     }
+}
+
+/// An INTS attribute `name` holding `values`.
+pub fn ints_attribute(name: &str, values: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Ints as i32),
+        ints: values.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// A little-endian INT64 initializer `name` of shape `dims`.
+pub fn i64_tensor(name: &str, dims: &[i64], values: &[i64]) -> TensorProto {
+    raw_tensor(name, INT64, dims, values.iter().flat_map(|v| v.to_le_bytes()).collect())
 }
 
 /// `node` with `attributes` added after those it has.
