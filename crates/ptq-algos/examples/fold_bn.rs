@@ -1,7 +1,9 @@
-//! Folds the BatchNormalizations of an ONNX model: `fold_bn IN OUT`.
+//! Folds the BatchNormalizations, bias Adds and scale Muls of an ONNX model into the layers
+//! before them: `fold_bn IN OUT`.
 //!
-//! Prints `folded N` and one line per BN left alone; tests/interop/check_fold.py runs it and
-//! compares the two models with onnxruntime.
+//! Prints `folded N`, one `fold LAYER <- KIND FOLLOWER` line per fold, and one
+//! `skipped NODE: reason` line per BatchNormalization left alone; tests/interop/check_fold.py runs
+//! it and compares the two models with onnxruntime.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,10 +25,12 @@ fn main() -> ExitCode {
 
 fn run(input: &Path, output: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let loaded = ptq_onnx::load(input)?;
-    let graph = ptq_ir::Graph::new(&loaded.model, loaded.dir())?;
-    let folded = ptq_algos::fold_batch_norms(&loaded.model, &graph, &|_| false)?;
+    let folded = ptq_algos::fold_layers(&loaded.model, loaded.dir(), &|_| false)?;
     ptq_onnx::save(&folded.model, loaded.dir(), output)?;
     println!("folded {}", folded.folded.len());
+    for f in &folded.folded {
+        println!("fold {} <- {} {}", f.layer, f.kind, f.follower);
+    }
     for s in &folded.skipped {
         println!("skipped {}: {}", s.node, s.reason);
     }

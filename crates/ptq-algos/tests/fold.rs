@@ -1,13 +1,15 @@
-//! BatchNormalization folding on small hand-built graphs and on the shared models.
+//! Layer folding (BatchNormalization, bias Add/Sub, scale Mul) on small hand-built graphs and on
+//! the shared models.
 //!
 //! Hand-built cases check the folded values against numbers worked out in the comments, and
 //! check that the folded model computes what the original did with a tiny reference evaluator
-//! (Conv, ConvTranspose, Gemm, BatchNormalization, Relu in f64) written here, not in the crate.
+//! (Conv, ConvTranspose, Gemm, MatMul, BatchNormalization, Relu, broadcasting Add/Sub/Mul,
+//! Reshape, Unsqueeze in f64) written here, not in the crate.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use ptq_algos::{Folded, fold_batch_norms};
+use ptq_algos::{Folded, Follower, fold_layers};
 use ptq_ir::{Graph, Source, int_attribute};
 use ptq_onnx::build::{self, constant_node, f32_tensor_float_data, node, untyped_value};
 use ptq_onnx::proto::{AttributeProto, ModelProto, NodeProto, TensorProto, attribute_proto};
@@ -47,10 +49,18 @@ fn model(input: &str, nodes: Vec<NodeProto>, initializers: Vec<TensorProto>) -> 
 }
 
 fn fold(m: &ModelProto) -> (Folded, Graph) {
-    let g = Graph::new(m, Path::new(".")).unwrap();
-    let folded = fold_batch_norms(m, &g, &|_| false).unwrap();
+    fold_keeping(m, &|_| false)
+}
+
+fn fold_keeping(m: &ModelProto, keep: &dyn Fn(&str) -> bool) -> (Folded, Graph) {
+    let folded = fold_layers(m, Path::new("."), keep).unwrap();
     let after = Graph::new(&folded.model, Path::new(".")).expect("the folded model is a valid graph");
     (folded, after)
+}
+
+/// The folded followers' names, in order.
+fn followers(f: &Folded) -> Vec<&str> {
+    f.folded.iter().map(|x| x.follower.as_str()).collect()
 }
 
 fn values(g: &Graph, name: &str) -> Vec<f32> {
@@ -117,11 +127,68 @@ fn eval(m: &ModelProto, feeds: &[(&str, Arr)]) -> Vec<Arr> {
                 let x = input(0).unwrap();
                 Arr { shape: x.shape.clone(), data: x.data.iter().map(|v| v.max(0.0)).collect() }
             }
+            "MatMul" => {
+                let (a, b) = (input(0).unwrap(), input(1).unwrap());
+                gemm(&a, &b, None, 1.0, 1.0, false)
+            }
+            "Add" => broadcast(&input(0).unwrap(), &input(1).unwrap(), |a, b| a + b),
+            "Sub" => broadcast(&input(0).unwrap(), &input(1).unwrap(), |a, b| a - b),
+            "Mul" => broadcast(&input(0).unwrap(), &input(1).unwrap(), |a, b| a * b),
+            "Reshape" => {
+                let (x, shape) = (input(0).unwrap(), input(1).unwrap());
+                let known: f64 = shape.data.iter().filter(|&&d| d >= 0.0).product();
+                let len = x.data.len() as f64;
+                let shape: Vec<usize> =
+                    shape.data.iter().map(|&d| if d < 0.0 { len / known } else { d } as usize).collect();
+                assert_eq!(shape.iter().product::<usize>(), x.data.len(), "the test evaluator's Reshape");
+                Arr { shape, data: x.data }
+            }
+            "Unsqueeze" => {
+                let (x, axes) = (input(0).unwrap(), input(1).unwrap());
+                let mut shape = x.shape.clone();
+                let mut axes: Vec<usize> = axes.data.iter().map(|&a| a as usize).collect();
+                axes.sort_unstable();
+                for a in axes {
+                    shape.insert(a, 1);
+                }
+                Arr { shape, data: x.data }
+            }
             op => panic!("the test evaluator has no {op}"),
         };
         env.insert(n.outputs[0].clone(), out);
     }
     g.outputs.iter().map(|o| env[o].clone()).collect()
+}
+
+/// `f(a, b)` elementwise with ONNX (numpy) broadcasting.
+fn broadcast(a: &Arr, b: &Arr, f: impl Fn(f64, f64) -> f64) -> Arr {
+    let rank = a.shape.len().max(b.shape.len());
+    let aligned = |s: &[usize]| [vec![1; rank - s.len()], s.to_vec()].concat();
+    let (sa, sb) = (aligned(&a.shape), aligned(&b.shape));
+    let shape: Vec<usize> = sa
+        .iter()
+        .zip(&sb)
+        .map(|(&x, &y)| {
+            assert!(x == y || x == 1 || y == 1, "{:?} and {:?} do not broadcast", a.shape, b.shape);
+            x.max(y)
+        })
+        .collect();
+    // The flat index into an operand of shape `s` of the output's flat index `i`.
+    let index = |s: &[usize], mut i: usize| {
+        let (mut at, mut stride) = (0, 1);
+        for k in (0..rank).rev() {
+            let coordinate = i % shape[k];
+            i /= shape[k];
+            if s[k] != 1 {
+                at += coordinate * stride;
+            }
+            stride *= s[k];
+        }
+        at
+    };
+    let len = shape.iter().product();
+    let data = (0..len).map(|i| f(a.data[index(&sa, i)], b.data[index(&sb, i)])).collect();
+    Arr { shape, data }
 }
 
 fn conv(x: &Arr, w: &Arr, b: Option<Arr>, group: usize) -> Arr {
@@ -259,7 +326,7 @@ fn x_feed() -> Arr {
 fn conv_bn_folds_to_hand_computed_values() {
     let m = conv_bn_model(true);
     let (f, g) = fold(&m);
-    assert_eq!(f.folded, ["bn1"]);
+    assert_eq!(followers(&f), ["bn1"]);
     assert!(f.skipped.is_empty());
 
     // s = scale / sqrt(var + eps) = [2 / sqrt(4), 0.5 / sqrt(1)] = [1, 0.5]
@@ -287,7 +354,7 @@ fn conv_bn_folds_to_hand_computed_values() {
 fn conv_without_bias_gets_node_name_bias() {
     let m = conv_bn_model(false);
     let (f, g) = fold(&m);
-    assert_eq!(f.folded, ["bn1"]);
+    assert_eq!(followers(&f), ["bn1"]);
     let conv = g.node_by_name("conv1").unwrap();
     assert_eq!(conv.inputs, ["x", "W", "conv1_bias"]);
     // b' = (0 − mean)·s + B = [−1·1 + 0.1, 2·0.5 + 0.2] = [−0.9, 1.2]
@@ -302,7 +369,7 @@ fn unnamed_conv_bias_is_named_after_its_output_and_names_do_not_clash() {
     let graph = m.graph.as_mut().unwrap();
     graph.node[0].name = None;
     let (f, g) = fold(&m);
-    assert_eq!(f.folded, ["bn1"]);
+    assert_eq!(followers(&f), ["bn1"]);
     assert_eq!(g.nodes().next().unwrap().inputs, ["x", "W", "conv_out_bias"]);
 
     // A tensor already called conv1_bias: the new bias takes the next free name.
@@ -330,7 +397,7 @@ fn conv_with_constant_node_weights_folds_into_initializers() {
     assert!(matches!(before.tensor("W").unwrap().source, Source::ConstantNode(_)));
 
     let (f, g) = fold(&m);
-    assert_eq!(f.folded, ["bn1"]);
+    assert_eq!(followers(&f), ["bn1"]);
     // The weight and bias Constant nodes are replaced by initializers of the same names; the
     // BN parameter Constant nodes are gone.
     assert!(matches!(g.tensor("W").unwrap().source, Source::Initializer(_)));
@@ -357,7 +424,7 @@ fn grouped_conv_folds_per_output_channel() {
     conv.attribute.push(int_attribute("group", 4));
     let m = model("x", vec![conv, bn("bn1", "c", "bn", "y", 1e-5)], inits);
     let (f, _) = fold(&m);
-    assert_eq!(f.folded, ["bn1"]);
+    assert_eq!(followers(&f), ["bn1"]);
     let x = Arr { shape: vec![1, 4, 3, 3], data: pseudo_random(36, 4) };
     assert_same_outputs(&m, &f.model, &[("x", x)]);
 }
@@ -390,7 +457,7 @@ fn conv_transpose_folds_along_axis_1_per_group() {
     for (group, with_bias) in [(1, true), (1, false), (2, true), (4, false)] {
         let m = conv_transpose_model(group, with_bias);
         let (f, g) = fold(&m);
-        assert_eq!(f.folded, ["bn1"], "group {group}");
+        assert_eq!(followers(&f), ["bn1"], "group {group}");
         let bias = if with_bias { "b" } else { "up_bias" };
         assert_eq!(g.node_by_name("up").unwrap().inputs, ["x", "W", bias]);
         assert_eq!(g.constant(bias).unwrap().shape, [3 * group]);
@@ -444,7 +511,7 @@ fn a_feed() -> Arr {
 fn gemm_trans_b_1_folds_per_row_of_the_weight() {
     let m = gemm_model(true, Some((&[2], &[4.0, -2.0])));
     let (f, g) = fold(&m);
-    assert_eq!(f.folded, ["bn1"]);
+    assert_eq!(followers(&f), ["bn1"]);
     // Rows are outputs: W' = [[1, 2, 3]·1, [4, 5, 6]·2]
     assert_close(&values(&g, "fc.W"), &[1.0, 2.0, 3.0, 8.0, 10.0, 12.0], "fc.W");
     // C' = (beta·C − mean)·s + B = [(2 − 1)·1 + 0.5, (−1 − 2)·2 − 0.5] = [1.5, −6.5]
@@ -463,7 +530,7 @@ fn gemm_trans_b_1_folds_per_row_of_the_weight() {
 fn gemm_trans_b_0_folds_per_column_of_the_weight() {
     let m = gemm_model(false, Some((&[2], &[4.0, -2.0])));
     let (f, g) = fold(&m);
-    assert_eq!(f.folded, ["bn1"]);
+    assert_eq!(followers(&f), ["bn1"]);
     // [K, N]: column n scaled by s[n] = [1, 2]: [[1, 8], [2, 10], [3, 12]]
     assert_close(&values(&g, "fc.W"), &[1.0, 8.0, 2.0, 10.0, 3.0, 12.0], "fc.W");
     assert_close(&values(&g, "fc.C"), &[1.5, -6.5], "fc.C");
@@ -475,7 +542,7 @@ fn gemm_with_scalar_or_no_bias() {
     // Scalar C = 4: beta·C = 2 for both outputs; C' = [(2 − 1)·1 + 0.5, (2 − 2)·2 − 0.5] = [1.5, −0.5]
     let m = gemm_model(true, Some((&[], &[4.0])));
     let (f, g) = fold(&m);
-    assert_eq!(f.folded, ["bn1"]);
+    assert_eq!(followers(&f), ["bn1"]);
     assert_close(&values(&g, "fc.C"), &[1.5, -0.5], "fc.C");
     assert_eq!(g.constant("fc.C").unwrap().shape, [2]);
     assert_same_outputs(&m, &f.model, &[("a", a_feed())]);
@@ -497,6 +564,327 @@ fn gemm_with_a_2d_bias_is_left_alone() {
     assert!(f.skipped[0].reason.contains("fc.C"), "{}", f.skipped[0].reason);
     assert_eq!(f.model, m);
     assert!(g.node_by_name("bn1").is_some());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Add, Sub and Mul of a per-channel constant
+
+const INT64: i32 = 7;
+
+fn i64_tensor(name: &str, dims: &[i64], values: &[i64]) -> TensorProto {
+    build::raw_tensor(name, INT64, dims, values.iter().flat_map(|v| v.to_le_bytes()).collect())
+}
+
+/// x[1,2,3,3] → Conv "conv1" (W [2,2,1,1] = [1, 2, 3, 4], b = [0.5, −1] when `with_bias`) →
+/// `conv_out` → `rest` (which writes y).
+fn conv_model(with_bias: bool, rest: Vec<NodeProto>, constants: Vec<TensorProto>) -> ModelProto {
+    let mut inits = vec![f32_tensor_float_data("W", &[2, 2, 1, 1], &[1.0, 2.0, 3.0, 4.0])];
+    let mut conv_inputs = vec!["x", "W"];
+    if with_bias {
+        inits.push(f32_tensor_float_data("b", &[2], &[0.5, -1.0]));
+        conv_inputs.push("b");
+    }
+    inits.extend(constants);
+    let mut nodes = vec![node("Conv", "conv1", &conv_inputs, &["conv_out"])];
+    nodes.extend(rest);
+    model("x", nodes, inits)
+}
+
+/// conv_out → `op`(conv_out, C) → y, C an initializer of `dims`.
+fn conv_then(op: &str, with_bias: bool, dims: &[i64], c: &[f32]) -> ModelProto {
+    conv_model(
+        with_bias,
+        vec![node(op, "follower", &["conv_out", "C"], &["y"])],
+        vec![f32_tensor_float_data("C", dims, c)],
+    )
+}
+
+fn node_names(g: &Graph) -> Vec<String> {
+    g.nodes().map(|n| n.name.clone()).collect()
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn conv_add_of_a_1c11_constant_becomes_the_bias() {
+    let m = conv_then("Add", false, &[1, 2, 1, 1], &[0.25, 2.0]);
+    let (f, g) = fold(&m);
+    assert_eq!(
+        f.folded,
+        [ptq_algos::Fold { layer: "conv1".into(), follower: "follower".into(), kind: Follower::Add }]
+    );
+    assert!(f.skipped.is_empty());
+    let conv = g.node_by_name("conv1").unwrap();
+    assert_eq!(conv.inputs, ["x", "W", "conv1_bias"]);
+    assert_eq!(conv.outputs, ["y"]);
+    assert_eq!(node_names(&g), ["conv1"]);
+    assert_close(&values(&g, "W"), &[1.0, 2.0, 3.0, 4.0], "W");
+    assert_close(&values(&g, "conv1_bias"), &[0.25, 2.0], "conv1_bias");
+    assert_eq!(g.constant("conv1_bias").unwrap().shape, [2]);
+    assert_eq!(initializer_names(&f.model), set(&["W", "conv1_bias"]), "C went with the Add");
+    assert_same_outputs(&m, &f.model, &[("x", x_feed())]);
+}
+
+#[test]
+fn conv_add_with_an_existing_bias_adds_to_it() {
+    let m = conv_then("Add", true, &[1, 2, 1, 1], &[0.25, 2.0]);
+    let (f, g) = fold(&m);
+    assert_eq!(followers(&f), ["follower"]);
+    assert_eq!(g.node_by_name("conv1").unwrap().inputs, ["x", "W", "b"]);
+    // b' = b + C = [0.5 + 0.25, −1 + 2]
+    assert_close(&values(&g, "b"), &[0.75, 1.0], "b");
+    assert_same_outputs(&m, &f.model, &[("x", x_feed())]);
+}
+
+#[test]
+fn conv_add_and_sub_of_a_scalar_fold() {
+    for (op, dims) in [("Add", &[][..]), ("Add", &[1][..]), ("Sub", &[1, 1, 1, 1][..])] {
+        let m = conv_then(op, true, dims, &[3.0]);
+        let (f, g) = fold(&m);
+        assert_eq!(followers(&f), ["follower"], "{op} {dims:?}");
+        // b' = b ± 3 on every channel
+        let expected = if op == "Add" { [3.5, 2.0] } else { [-2.5, -4.0] };
+        assert_close(&values(&g, "b"), &expected, "b");
+        assert_same_outputs(&m, &f.model, &[("x", x_feed())]);
+    }
+}
+
+#[test]
+fn sub_with_the_layer_as_subtrahend_negates_the_layer() {
+    // y = C − conv = −W·x + (C − b): W' = −W, b' = [0.25 − 0.5, 2 + 1]
+    let m = conv_model(
+        true,
+        vec![node("Sub", "follower", &["C", "conv_out"], &["y"])],
+        vec![f32_tensor_float_data("C", &[2, 1, 1], &[0.25, 2.0])],
+    );
+    let (f, g) = fold(&m);
+    assert_eq!(f.folded[0].kind, Follower::Sub);
+    assert_close(&values(&g, "W"), &[-1.0, -2.0, -3.0, -4.0], "W");
+    assert_close(&values(&g, "b"), &[-0.25, 3.0], "b");
+    assert_same_outputs(&m, &f.model, &[("x", x_feed())]);
+}
+
+#[test]
+fn conv_add_through_a_reshape_of_constant_nodes_removes_the_chain() {
+    // paddle2onnx: Add(conv, Reshape(Constant [2], Constant [1, 2, 1, 1])).
+    let m = conv_model(
+        false,
+        vec![
+            constant_node("c_value", "c", f32_tensor_float_data("c", &[2], &[0.25, 2.0])),
+            constant_node("c_shape", "shape", i64_tensor("shape", &[4], &[1, -1, 1, 1])),
+            node("Reshape", "c_reshape", &["c", "shape"], &["c_4d"]),
+            node("Add", "follower", &["conv_out", "c_4d"], &["y"]),
+        ],
+        vec![],
+    );
+    let (f, g) = fold(&m);
+    assert_eq!(followers(&f), ["follower"]);
+    assert_eq!(node_names(&g), ["conv1"], "the Reshape and its Constant nodes are gone");
+    assert_eq!(initializer_names(&f.model), set(&["W", "conv1_bias"]));
+    assert_close(&values(&g, "conv1_bias"), &[0.25, 2.0], "conv1_bias");
+    assert_same_outputs(&m, &f.model, &[("x", x_feed())]);
+}
+
+#[test]
+fn conv_add_through_an_unsqueeze_folds() {
+    // Add(Unsqueeze(C [2], axes [0, 2, 3]), conv): the constant first, as some exporters write it.
+    let m = conv_model(
+        true,
+        vec![
+            node("Unsqueeze", "c_unsqueeze", &["c", "axes"], &["c_4d"]),
+            node("Add", "follower", &["c_4d", "conv_out"], &["y"]),
+        ],
+        vec![f32_tensor_float_data("c", &[2], &[0.25, 2.0]), i64_tensor("axes", &[3], &[0, 2, 3])],
+    );
+    let (f, g) = fold(&m);
+    assert_eq!(followers(&f), ["follower"]);
+    assert_eq!(node_names(&g), ["conv1"]);
+    assert_eq!(initializer_names(&f.model), set(&["W", "b"]), "c and axes went with the Unsqueeze");
+    assert_close(&values(&g, "b"), &[0.75, 1.0], "b");
+    assert_same_outputs(&m, &f.model, &[("x", x_feed())]);
+}
+
+#[test]
+fn conv_add_of_a_c_vector_on_a_4d_output_is_not_folded() {
+    // [2] aligns with the width of [1, 2, 3, 3] (and does not even broadcast against 3); a [3]
+    // one does, along the width — not per channel either.
+    for (dims, c) in [(&[2][..], &[0.25, 2.0][..]), (&[3][..], &[1.0, 2.0, 3.0][..])] {
+        let m = conv_then("Add", true, dims, c);
+        let (f, _) = fold(&m);
+        assert!(f.folded.is_empty(), "{dims:?}");
+        assert!(f.skipped.is_empty(), "an Add that is no bias is not reported");
+        assert_eq!(f.model, m);
+    }
+    // [2, 1, 1] lines up with the channels.
+    let m = conv_then("Add", true, &[2, 1, 1], &[0.25, 2.0]);
+    assert_eq!(followers(&fold(&m).0), ["follower"]);
+}
+
+#[test]
+fn conv_mul_of_a_1c11_constant_scales_weight_and_bias() {
+    let m = conv_then("Mul", true, &[1, 2, 1, 1], &[2.0, -0.5]);
+    let (f, g) = fold(&m);
+    assert_eq!(f.folded[0].kind, Follower::Mul);
+    // W' = [[1, 2]·2, [3, 4]·(−0.5)], b' = [0.5·2, −1·(−0.5)]
+    assert_close(&values(&g, "W"), &[2.0, 4.0, -1.5, -2.0], "W");
+    assert_close(&values(&g, "b"), &[1.0, 0.5], "b");
+    assert_same_outputs(&m, &f.model, &[("x", x_feed())]);
+
+    // Without a bias, a scale leaves the layer without one.
+    let m = conv_then("Mul", false, &[1, 2, 1, 1], &[2.0, -0.5]);
+    let (f, g) = fold(&m);
+    assert_eq!(g.node_by_name("conv1").unwrap().inputs, ["x", "W"]);
+    assert_same_outputs(&m, &f.model, &[("x", x_feed())]);
+}
+
+#[test]
+fn conv_add_bn_mul_chain_folds_into_the_conv() {
+    // conv → Add [1,2,1,1] → BN → Mul [1,2,1,1] → Relu: three rounds, one Conv left.
+    let mut inits = bn_params("bn", &[2.0, 0.5], &[0.1, 0.2], &[1.0, -2.0], &[3.75, 0.75]);
+    inits.push(f32_tensor_float_data("bias", &[1, 2, 1, 1], &[0.5, -1.0]));
+    inits.push(f32_tensor_float_data("scale", &[1, 2, 1, 1], &[3.0, -2.0]));
+    let m = conv_model(
+        false,
+        vec![
+            node("Add", "add", &["conv_out", "bias"], &["add_out"]),
+            bn("bn1", "add_out", "bn", "bn_out", 0.25),
+            node("Mul", "mul", &["bn_out", "scale"], &["mul_out"]),
+            node("Relu", "relu", &["mul_out"], &["y"]),
+        ],
+        inits,
+    );
+    let (f, g) = fold(&m);
+    assert_eq!(followers(&f), ["add", "bn1", "mul"]);
+    assert!(f.folded.iter().all(|x| x.layer == "conv1"));
+    assert!(f.skipped.is_empty(), "the BN folded in the second round: {:?}", f.skipped);
+    assert_eq!(node_names(&g), ["conv1", "relu"]);
+    assert_eq!(g.node_by_name("conv1").unwrap().outputs, ["mul_out"]);
+    assert_eq!(initializer_names(&f.model), set(&["W", "conv1_bias"]));
+    // BN s = [1, 0.5] (as in conv_bn_folds_to_hand_computed_values), then ·[3, −2]: [3, −1]
+    // W' = [[1, 2]·3, [3, 4]·(−1)]; b' = ((bias − mean)·s + B)·scale
+    //    = [((0.5 − 1)·1 + 0.1)·3, ((−1 + 2)·0.5 + 0.2)·(−2)] = [−1.2, −1.4]
+    assert_close(&values(&g, "W"), &[3.0, 6.0, -3.0, -4.0], "W");
+    assert_close(&values(&g, "conv1_bias"), &[-1.2, -1.4], "conv1_bias");
+    assert_same_outputs(&m, &f.model, &[("x", x_feed())]);
+}
+
+#[test]
+fn conv_transpose_add_folds_along_its_output_channels() {
+    for group in [1, 2] {
+        let mut m = conv_transpose_model(group, true);
+        let graph = m.graph.as_mut().unwrap();
+        // Replace the BN by an Add of a [1, 3·group, 1, 1] constant.
+        let c: Vec<f32> = pseudo_random(3 * group, 20).iter().map(|&v| v as f32).collect();
+        graph.node[1] = node("Add", "follower", &["u", "C"], &["y"]);
+        graph.initializer.retain(|t| !t.name().starts_with("bn."));
+        graph.initializer.push(f32_tensor_float_data("C", &[1, 3 * group as i64, 1, 1], &c));
+        let (f, g) = fold(&m);
+        assert_eq!(followers(&f), ["follower"], "group {group}");
+        assert_eq!(node_names(&g), ["up"]);
+        let x = Arr { shape: vec![1, 4, 2, 2], data: pseudo_random(16, 11) };
+        assert_same_outputs(&m, &f.model, &[("x", x)]);
+    }
+}
+
+#[test]
+fn gemm_add_and_mul_of_an_n_vector_fold() {
+    for trans_b in [false, true] {
+        for op in ["Add", "Mul"] {
+            let mut m = gemm_model(trans_b, Some((&[2], &[4.0, -2.0])));
+            let graph = m.graph.as_mut().unwrap();
+            graph.node[1] = node(op, "follower", &["h", "D"], &["y"]);
+            graph.initializer.retain(|t| !t.name().starts_with("bn."));
+            graph.initializer.push(f32_tensor_float_data("D", &[2], &[3.0, -0.5]));
+            let (f, g) = fold(&m);
+            assert_eq!(followers(&f), ["follower"], "{op} transB {trans_b}");
+            assert_eq!(g.node_by_name("fc").unwrap().outputs, ["y"]);
+            // beta·C = [2, −1]: Add → [5, −1.5]; Mul → [6, 0.5], columns of W scaled by [3, −0.5].
+            let c = if op == "Add" { [5.0, -1.5] } else { [6.0, 0.5] };
+            assert_close(&values(&g, "fc.C"), &c, "fc.C");
+            if op == "Mul" {
+                let w = if trans_b {
+                    [3.0, 6.0, 9.0, -2.0, -2.5, -3.0]
+                } else {
+                    [3.0, -2.0, 6.0, -2.5, 9.0, -3.0]
+                };
+                assert_close(&values(&g, "fc.W"), &w, "fc.W");
+            }
+            assert_same_outputs(&m, &f.model, &[("a", a_feed())]);
+        }
+    }
+}
+
+/// a [2, 3] → MatMul "mm" (W [3, 2]) → `op`(·, D [2]) → y.
+fn matmul_model(op: &str) -> ModelProto {
+    let inits = vec![
+        f32_tensor_float_data("mm.W", &[3, 2], &[1.0, 4.0, 2.0, 5.0, 3.0, 6.0]),
+        f32_tensor_float_data("D", &[2], &[3.0, -0.5]),
+    ];
+    let nodes = vec![node("MatMul", "mm", &["a", "mm.W"], &["h"]), node(op, "follower", &["h", "D"], &["y"])];
+    model("a", nodes, inits)
+}
+
+#[test]
+fn matmul_mul_scales_the_weight_columns() {
+    let m = matmul_model("Mul");
+    let (f, g) = fold(&m);
+    assert_eq!(followers(&f), ["follower"]);
+    let mm = g.node_by_name("mm").unwrap();
+    assert_eq!(
+        (mm.inputs.as_slice(), mm.outputs.as_slice()),
+        (&["a".to_owned(), "mm.W".to_owned()][..], &["y".to_owned()][..])
+    );
+    assert_close(&values(&g, "mm.W"), &[3.0, -2.0, 6.0, -2.5, 9.0, -3.0], "mm.W");
+    assert_eq!(initializer_names(&f.model), set(&["mm.W"]));
+    assert_same_outputs(&m, &f.model, &[("a", a_feed())]);
+}
+
+#[test]
+fn matmul_add_is_left_as_a_fully_connected_layer() {
+    let m = matmul_model("Add");
+    let (f, _) = fold(&m);
+    assert!(f.folded.is_empty());
+    assert!(f.skipped.is_empty());
+    assert_eq!(f.model, m);
+}
+
+#[test]
+fn an_add_constant_read_elsewhere_is_kept() {
+    let mut m = conv_then("Add", true, &[1, 2, 1, 1], &[0.25, 2.0]);
+    let graph = m.graph.as_mut().unwrap();
+    graph.node.push(node("Mul", "other", &["x", "C"], &["z"]));
+    graph.output.push(untyped_value("z"));
+    let (f, g) = fold(&m);
+    assert_eq!(followers(&f), ["follower"]);
+    assert_eq!(initializer_names(&f.model), set(&["W", "b", "C"]));
+    assert_eq!(node_names(&g), ["conv1", "other"]);
+    assert_same_outputs(&m, &f.model, &[("x", x_feed())]);
+}
+
+#[test]
+fn an_add_after_a_layer_output_read_twice_is_not_folded() {
+    let mut m = conv_then("Add", true, &[1, 2, 1, 1], &[0.25, 2.0]);
+    let graph = m.graph.as_mut().unwrap();
+    graph.node.push(node("Relu", "side", &["conv_out"], &["z"]));
+    graph.output.push(untyped_value("z"));
+    let (f, _) = fold(&m);
+    assert!(f.folded.is_empty());
+    assert_eq!(f.model, m);
+}
+
+#[test]
+fn an_add_whose_input_carries_a_given_encoding_is_not_folded() {
+    let m = conv_then("Add", true, &[1, 2, 1, 1], &[0.25, 2.0]);
+    for kept in ["conv_out", "C"] {
+        let (f, _) = fold_keeping(&m, &|t| t == kept);
+        assert!(f.folded.is_empty(), "{kept}");
+        assert_eq!(f.model, m);
+    }
+    // The follower's output name survives the fold, so its encoding still applies.
+    let (f, _) = fold_keeping(&m, &|t| t == "y");
+    assert_eq!(followers(&f), ["follower"]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -563,14 +951,19 @@ fn shared_model(name: &str) -> PathBuf {
     path
 }
 
-/// Folds a shared model: (BNs before, BNs folded, nodes before, nodes after).
-fn fold_shared(name: &str) -> (usize, usize, usize, usize) {
+/// Folds a shared model: (BNs before, folds by kind, nodes before, nodes after).
+fn fold_shared(name: &str) -> (usize, BTreeMap<Follower, usize>, usize, usize) {
     let loaded = ptq_onnx::load(&shared_model(name)).unwrap();
     let g = Graph::new(&loaded.model, loaded.dir()).unwrap();
     let bns = g.nodes().filter(|n| n.op_type == "BatchNormalization").count();
-    let f = fold_batch_norms(&loaded.model, &g, &|_| false).unwrap();
+    let f = fold_layers(&loaded.model, loaded.dir(), &|_| false).unwrap();
     let after = Graph::new(&f.model, loaded.dir()).unwrap();
-    assert_eq!(f.folded.len() + f.skipped.len(), bns, "{name}");
+    let mut kinds = BTreeMap::new();
+    for x in &f.folded {
+        *kinds.entry(x.kind).or_insert(0) += 1;
+    }
+    let bns_folded = kinds.get(&Follower::BatchNormalization).copied().unwrap_or(0);
+    assert_eq!(bns_folded + f.skipped.len(), bns, "{name}");
     assert_eq!(
         after.nodes().filter(|n| n.op_type == "BatchNormalization").count(),
         f.skipped.len(),
@@ -595,47 +988,62 @@ fn fold_shared(name: &str) -> (usize, usize, usize, usize) {
     for out in &after.outputs {
         assert!(after.producer(out).is_some(), "{name}: output {out} has no producer");
     }
-    // Every folded layer still has its name and writes a former BN output.
-    for bn_name in &f.folded {
-        let bn = g.node_by_name(bn_name).unwrap();
-        let layer = g.producer(&bn.inputs[0]).unwrap();
-        let now = after.producer(&bn.outputs[0]).unwrap();
-        assert_eq!((now.name.as_str(), now.op_type.as_str()), (layer.name.as_str(), layer.op_type.as_str()));
+    // Every folded layer still has its name and weight name, the followers are gone, and the
+    // layer writes the last folded follower's output.
+    for x in &f.folded {
+        let layer = g.node_by_name(&x.layer).unwrap();
+        let now = after.node_by_name(&x.layer).unwrap();
+        assert_eq!(now.op_type, layer.op_type);
         assert_eq!(now.inputs[1], layer.inputs[1], "{name}: weight name kept");
-        assert!(after.tensor(&bn.inputs[0]).is_none(), "{name}: old output name gone");
+        assert!(after.tensor(&layer.outputs[0]).is_none(), "{name}: old output name gone");
+        assert!(after.node_by_name(&x.follower).is_none(), "{name}: {} is gone", x.follower);
+        let last = f.folded.iter().rev().find(|y| y.layer == x.layer).unwrap();
+        let written = &g.node_by_name(&last.follower).unwrap().outputs[0];
+        assert_eq!(&now.outputs[0], written, "{name}: {} writes {written}", x.layer);
     }
-    (bns, f.folded.len(), g.nodes().count(), after.nodes().count())
+    (bns, kinds, g.nodes().count(), after.nodes().count())
+}
+
+fn kinds(pairs: &[(Follower, usize)]) -> BTreeMap<Follower, usize> {
+    pairs.iter().copied().collect()
 }
 
 #[test]
 fn digits_cnn_folds_its_bn() {
-    assert_eq!(fold_shared("digits_cnn"), (1, 1, 13, 12));
+    // Its MatMul → Add(bias) is a fully connected layer as it stands; nothing to fold there.
+    let (bns, folded, before, after) = fold_shared("digits_cnn");
+    assert_eq!((bns, folded, before, after), (1, kinds(&[(Follower::BatchNormalization, 1)]), 13, 12));
 }
 
 #[test]
-fn ppocr_cls_folds_every_bn() {
+fn ppocr_cls_folds_every_bn_and_its_reshaped_bias_adds() {
+    // 35 Conv → BN; 18 bias-less Convs → Add(Reshape(Constant, [1, C, 1, 1])), as paddle2onnx
+    // writes them (counted with onnx in Python).
     let (bns, folded, before, after) = fold_shared("ppocr_cls");
-    assert_eq!((bns, folded), (35, 35));
-    // Each fold removes the BN and its 4 parameter Constant nodes; the conv's weight (and bias)
-    // Constant nodes become initializers.
-    assert!(after < before - 35, "{before} → {after}");
+    assert_eq!(bns, 35);
+    assert_eq!(folded, kinds(&[(Follower::BatchNormalization, 35), (Follower::Add, 18)]));
+    // Each fold removes its follower; BN folds also their 4 parameter Constant nodes, Add folds
+    // the Reshape and its two Constant nodes.
+    assert!(after <= before - 35 * 5 - 18 * 4, "{before} → {after}");
 }
 
 #[test]
-fn ppocr_det_folds_the_bns_after_convs() {
-    // The third BN follows ConvTranspose → Add (a bias added separately), which is not folded.
+fn ppocr_det_folds_bns_scales_and_biases() {
+    // Counted with onnx in Python: 2 Conv → BN; 28 Conv → Mul(Constant [1]) → Add(Constant [1])
+    // (a learnable scale and bias after the conv); 2 ConvTranspose → Add(Constant [1, C, 1, 1]),
+    // one of them then → BN, which folds once the Add has.
     let (bns, folded, _, _) = fold_shared("ppocr_det");
-    assert_eq!((bns, folded), (3, 2));
+    assert_eq!(bns, 3);
+    assert_eq!(folded, kinds(&[(Follower::BatchNormalization, 3), (Follower::Add, 30), (Follower::Mul, 28)]));
 }
 
 /// A BatchNormalization whose input carries a given encoding (a QAT model quantizes the layer
 /// and the BN apart) is left alone, with the reason.
 #[test]
 fn a_batch_norm_whose_input_is_kept_is_not_folded() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models/digits_cnn/model.onnx");
+    let path = shared_model("digits_cnn");
     let loaded = ptq_onnx::load(&path).unwrap();
-    let g = Graph::new(&loaded.model, loaded.dir()).unwrap();
-    let f = fold_batch_norms(&loaded.model, &g, &|t| t == "conv1_out").unwrap();
+    let f = fold_layers(&loaded.model, loaded.dir(), &|t| t == "conv1_out").unwrap();
     assert!(f.folded.is_empty());
     assert!(f.skipped[0].reason.contains("conv1_out"), "{:?}", f.skipped);
 }
