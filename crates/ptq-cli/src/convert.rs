@@ -79,7 +79,7 @@ pub fn convert(args: &ConvertArgs, ui: &Ui) -> Result<()> {
     let fp16 = encodings.floats.values().filter(|f| f.bitwidth == 16).count();
     ui.info(&format!(
         "ptq convert: wrote {} in {:.2} s: {} given encodings ({} from the model), {} integer tensors, \
-         {} float tensors ({} at 16 bit), {} BatchNormalization folded",
+         {} float tensors ({} at 16 bit), {} nodes folded into the layers before them",
         args.output_path.display(),
         start.elapsed().as_secs_f64(),
         given.encodings.len(),
@@ -87,7 +87,7 @@ pub fn convert(args: &ConvertArgs, ui: &Ui) -> Result<()> {
         encodings.tensors.len(),
         encodings.floats.len(),
         fp16,
-        folded
+        folded.len()
     ));
     Ok(())
 }

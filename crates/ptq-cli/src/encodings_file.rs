@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use ptq_algos::Fold;
 use ptq_onnx::proto::ModelProto;
 use ptq_quant::json::{JsonVersion, QuantizerArgs, to_json};
 use ptq_quant::{Encodings, Kind};
@@ -59,7 +60,7 @@ pub fn write_outputs(
 
 /// `ptq quantize`'s per-tensor report: where each encoding came from (override, QAT, calibrated,
 /// propagated, derived) or why the tensor stayed float, and the closing SQNR.
-pub fn report(encodings: &Encodings, sqnr: &[OutputSqnr]) -> Result<String> {
+pub fn report(encodings: &Encodings, folds: &[Fold], sqnr: &[OutputSqnr]) -> Result<String> {
     let mut tensors = serde_json::Map::new();
     let kind = |k: Kind| if k == Kind::Activation { "activation" } else { "param" };
     let names: std::collections::BTreeSet<&String> =
@@ -88,7 +89,11 @@ pub fn report(encodings: &Encodings, sqnr: &[OutputSqnr]) -> Result<String> {
             (s.name.clone(), if s.db.is_finite() { serde_json::json!(s.db) } else { serde_json::Value::Null })
         })
         .collect();
-    let doc = serde_json::json!({ "tensors": tensors, "sqnr_db_first_samples": sqnr });
+    let folded: Vec<serde_json::Value> = folds
+        .iter()
+        .map(|f| serde_json::json!({ "layer": f.layer, "folded": f.follower, "op_type": f.kind.op_type() }))
+        .collect();
+    let doc = serde_json::json!({ "tensors": tensors, "folded": folded, "sqnr_db_first_samples": sqnr });
     Ok(serde_json::to_string_pretty(&doc)? + "\n")
 }
 

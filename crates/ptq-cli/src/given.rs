@@ -50,8 +50,8 @@ pub fn gather(model: Model, overrides: Option<&Path>, ignore: bool, ui: &Ui) -> 
 }
 
 /// Checks the given names against the model as the user knows it (`original`) and as ptq
-/// calibrates it (`prepared`: BatchNormalization folded, which adds `<layer>_bias` tensors and
-/// removes the layers' pre-normalisation outputs), re-targets per-channel encodings to their
+/// calibrates it (`prepared`: BatchNormalization, bias Adds and scale Muls folded, which adds
+/// `<layer>_bias` tensors and removes the layers' own outputs), re-targets per-channel encodings to their
 /// layer's output-channel axis (the files name none), and drops what the prepared model lacks.
 pub fn check(
     given: &mut GivenEncodings,
@@ -77,7 +77,8 @@ pub fn check(
         let kept = prepared.tensor(name).is_some();
         if !kept && names.contains(name) {
             ui.warn(&format!(
-                "`{name}` no longer exists once BatchNormalization is folded; its encoding is ignored"
+                "`{name}` no longer exists once the nodes after its layer are folded into it (BatchNormalization, \
+                 bias Add, scale Mul); its encoding is ignored"
             ));
         }
         kept

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use ptq_algos::Fold;
 use ptq_data::{BoundInput, Samples};
 use ptq_engine::{Engine, TractEngine, run_samples};
 use ptq_export::{Simulation, qdq_model, required_opset, simulation_model};
@@ -234,7 +235,7 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
     }
 
     let json = args.dump_encoding_json.then(|| crate::encodings_file::render(encodings, args)).transpose()?;
-    let mut side = vec![(report_path(&output), crate::encodings_file::report(encodings, &sqnr)?)];
+    let mut side = vec![(report_path(&output), crate::encodings_file::report(encodings, &folded, &sqnr)?)];
     if let Some(json) = &json {
         side.push((encodings_path(&output), json.clone()));
     }
@@ -242,7 +243,7 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
 
     let mut summary =
         Summary::new(&model.graph, &layout, observed.keys(), &assignment, sqnr, start.elapsed());
-    summary.folded_batch_norms = folded;
+    summary.set_folds(&folded);
     if ui.verbose > 0 {
         for (name, t) in &encodings.tensors {
             ui.detail(&format!("  {name}: int {}-bit, {}", t.encoding.bitwidth, t.encoding.origin));
@@ -257,9 +258,10 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
 }
 
 /// The float model ptq calibrates: converted to the opset its QDQ form needs (DESIGN.md
-/// Decision 3), with BatchNormalization folded into the layers before it (Decision 11).
-/// Returns it with the number of folded BatchNormalization nodes.
-pub fn prepare(original: &Model, config: &Config, given: &GivenEncodings) -> Result<(Model, usize)> {
+/// Decision 3), with BatchNormalization and per-channel Add/Sub/Mul folded into the layers
+/// before them (Decision 11; qairt's converter squashes them the same way). Returns it with the
+/// folds made.
+pub fn prepare(original: &Model, config: &Config, given: &GivenEncodings) -> Result<(Model, Vec<Fold>)> {
     let mut loaded = original.loaded.clone();
     let current =
         original.graph.opsets.get("").or(original.graph.opsets.get("ai.onnx")).copied().unwrap_or(1);
@@ -275,10 +277,9 @@ pub fn prepare(original: &Model, config: &Config, given: &GivenEncodings) -> Res
             format!("converting {} from opset {current} to {target}", loaded.path.display())
         })?;
     }
-    let graph = ptq_ir::Graph::new(&loaded.model, loaded.dir())?;
-    let folded = ptq_algos::fold_batch_norms(&loaded.model, &graph, &|t| given.contains_key(t))?;
+    let folded = ptq_algos::fold_layers(&loaded.model, loaded.dir(), &|t| given.contains_key(t))?;
     loaded.model = folded.model;
-    Ok((Model::new(loaded)?, folded.folded.len()))
+    Ok((Model::new(loaded)?, folded.folded))
 }
 
 /// Every tensor tract's type inference finds float, with an empty range: float fallback's

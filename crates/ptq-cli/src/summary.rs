@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use ptq_algos::Fold;
 use ptq_ir::{DataType, Graph};
 use ptq_quant::rules::{Layout, Role};
 use ptq_quant::{Assignment, FloatReason, Kind};
@@ -16,7 +17,8 @@ pub struct OutputSqnr {
 }
 
 pub struct Summary {
-    pub folded_batch_norms: usize,
+    /// Folded follower op type → count.
+    folded: BTreeMap<&'static str, usize>,
     /// (bitwidth, kind) → count.
     by_bitwidth: BTreeMap<(u8, &'static str), usize>,
     by_origin: BTreeMap<&'static str, usize>,
@@ -83,7 +85,7 @@ impl Summary {
             count("of the float tensors run at 16 bit (Cast pairs)", half);
         }
         Summary {
-            folded_batch_norms: 0,
+            folded: BTreeMap::new(),
             by_bitwidth,
             by_origin,
             left_float,
@@ -92,6 +94,12 @@ impl Summary {
             adjusted_weights: a.adjusted_weights.clone(),
             sqnr,
             elapsed,
+        }
+    }
+
+    pub fn set_folds(&mut self, folds: &[Fold]) {
+        for f in folds {
+            *self.folded.entry(f.kind.op_type()).or_default() += 1;
         }
     }
 
@@ -107,10 +115,11 @@ impl Summary {
         lines.push(format!("  quantized  {total} tensors: {}", parts.join(", ")));
         let origins: Vec<String> = self.by_origin.iter().map(|(o, n)| format!("{o} {n}")).collect();
         lines.push(format!("  origin     {}", origins.join(", ")));
-        if self.folded_batch_norms > 0 {
+        if !self.folded.is_empty() {
+            let parts: Vec<String> = self.folded.iter().map(|(op, n)| format!("{n} {op}")).collect();
             lines.push(format!(
-                "  folded     {} BatchNormalization into the layers before them",
-                self.folded_batch_norms
+                "  folded     {} into the Conv/Gemm/MatMul layers before them (the report lists each)",
+                parts.join(", ")
             ));
         }
         if self.left_float.is_empty() {
