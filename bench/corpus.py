@@ -185,8 +185,9 @@ def row(m, r):
         return f"fails ({q.get('stage', 'score')})"
     ort_pc = r.get("ort_pc", {})
     prep = ort_pc.get("pre_process")
+    retry = ort_pc.get("pre_process_retry")
     prep_cell = "-" if prep is None else "ok" if prep == "ok" else (
-        "fails, retry ok" if ort_pc.get("pre_process_retry", "").startswith("ok") else "fails")
+        "fails, retry ok" if isinstance(retry, str) and retry.startswith("ok") else "fails")
     return (f"| {m['id']} | {m['exporter'].split(' (')[0]} | {fmt_size(size)} | {info.get('opset', '-')} | "
             f"{info.get('nodes_without_constant', '-')} | {run_cell} | {quant_cell(r.get('ptq_pc'))} | "
             f"{quant_cell(ort_pc)} | {prep_cell} |")
@@ -213,7 +214,10 @@ def failures(models, results):
             elif step in ("ptq_pc", "ort_pc") and s.get("checker") not in (None, "ok"):
                 lines = ["onnx.checker: " + short(s["checker"], 300)]
             if step == "ort_pc" and isinstance(s.get("pre_process"), list):
-                lines = ["quant_pre_process: " + short(s["pre_process"], 300)] + lines
+                retry = s.get("pre_process_retry")
+                lines = ["quant_pre_process: " + short(s["pre_process"], 300),
+                         "retry with skip_symbolic_shape=True: " + (retry if isinstance(retry, str) else short(retry, 300))
+                         ] + lines
             if lines:
                 out.append((m["id"], step, lines))
     return out
@@ -227,6 +231,8 @@ def main():
     ap.add_argument("--jobs", type=int, default=1, help="models measured at once")
     ap.add_argument("--steps", default="info,run,ptq_pc,ort_pc")
     ap.add_argument("--fetch-only", action="store_true", help="fetch/export and make data, measure nothing")
+    ap.add_argument("--report", action="store_true",
+                    help="print the table from the last measured results in the cache, measure nothing")
     ap.add_argument("--out", type=Path, help="JSON results (default $PTQ_CORPUS_CACHE/results.json)")
     a = ap.parse_args()
     root = cache_root()
@@ -241,7 +247,7 @@ def main():
             ap.error(f"unknown model id(s) {unknown}; known: {', '.join(m['id'] for m in manifest)}")
         models = [m for m in models if m["id"] in wanted]
     ptq = a.ptq if a.ptq.is_absolute() else (Path.cwd() / a.ptq)
-    if not a.fetch_only and not ptq.is_file():
+    if not a.fetch_only and not a.report and not ptq.is_file():
         ap.error(f"no ptq binary at {ptq} (cargo build --release -p ptq-cli, or --ptq PATH)")
     started = time.monotonic()
     interop = interop_python()
@@ -261,7 +267,15 @@ def main():
     results = {}
     notes = {}
     ready = []
-    for m in models:  # fetching and data one at a time: pip and the venvs are shared
+    if a.report:
+        for m in models:
+            f = root / "results" / f"{m['id']}.json"
+            if f.is_file():
+                results[m["id"]] = json.loads(f.read_text())
+        models_to_setup = []
+    else:
+        models_to_setup = models
+    for m in models_to_setup:  # fetching and data one at a time: pip and the venvs are shared
         t0 = time.monotonic()
         try:
             note = fetch_model(m, root, export_python)
@@ -274,7 +288,7 @@ def main():
             results[m["id"]] = {"setup": {"ok": False, "error": str(e).splitlines()[:5]}}
             log(f"{m['id']}: setup failed: {e}")
     setup_s = time.monotonic() - started
-    if not a.fetch_only:
+    if not a.fetch_only and not a.report:
         out_dir = root / "results"
         out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -290,6 +304,7 @@ def main():
             else:
                 r = {"setup": {"ok": False, "error": ["evaluate.py wrote no result"] + proc.stderr.strip().splitlines()[-4:]}}
             r["seconds"] = round(time.monotonic() - t0, 1)
+            out.write_text(json.dumps(r, indent=2, default=float) + "\n")
             log(f"{m['id']}: measured ({r['seconds']:.0f} s)")
             return m["id"], r
 

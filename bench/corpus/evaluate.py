@@ -248,6 +248,17 @@ def ort_pc_step(score_mod, model_dir, specs, work):
             except Exception as e2:  # noqa: BLE001
                 result["pre_process_retry"] = error_of(e2)
                 prepped = src
+                if m.graph.initializer and any(t.external_data for t in m.graph.initializer):
+                    # onnxruntime's pre-processing trips over external data: give it one file
+                    try:
+                        inlined = work / "float_inlined.onnx"
+                        onnx.save(onnx.load(str(src)), str(inlined))
+                        quant_pre_process(str(inlined), str(work / "ort_prep.onnx"), skip_symbolic_shape=True)
+                        prepped = work / "ort_prep.onnx"
+                        result["pre_process_retry"] = ("ok (skip_symbolic_shape=True, external data inlined "
+                                                       "first; with it: " + " / ".join(error_of(e2)) + ")")
+                    except Exception as e3:  # noqa: BLE001
+                        result["pre_process_retry_inlined"] = error_of(e3)
         feeds = load_feeds(model_dir, specs, "calib.txt")
         qdq = work / "ort_pc.onnx"
         try:
