@@ -17,20 +17,11 @@ use ptq_onnx::proto::{AttributeProto, ModelProto, NodeProto, TensorProto, attrib
 // ---------------------------------------------------------------------------------------------
 // Building models
 
-fn float_attr(name: &str, f: f32) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(attribute_proto::AttributeType::Float as i32),
-        f: Some(f),
-        ..Default::default()
-    }
-}
-
 fn bn(name: &str, x: &str, prefix: &str, output: &str, epsilon: f32) -> NodeProto {
     let p = |s: &str| format!("{prefix}.{s}");
     let mut n =
         node("BatchNormalization", name, &[x, &p("scale"), &p("B"), &p("mean"), &p("var")], &[output]);
-    n.attribute.push(float_attr("epsilon", epsilon));
+    n.attribute.push(build::float_attribute("epsilon", epsilon));
     n
 }
 
@@ -498,8 +489,11 @@ fn gemm_model(trans_b: bool, c: Option<(&[i64], &[f32])>) -> ModelProto {
     // s = [3 / sqrt(9), 4 / sqrt(4)] = [1, 2]
     inits.extend(bn_params("bn", &[3.0, 4.0], &[0.5, -0.5], &[1.0, 2.0], &[9.0, 4.0]));
     let mut fc = node("Gemm", "fc", &inputs, &["h"]);
-    fc.attribute =
-        vec![float_attr("alpha", 2.0), float_attr("beta", 0.5), int_attribute("transB", trans_b as i64)];
+    fc.attribute = vec![
+        build::float_attribute("alpha", 2.0),
+        build::float_attribute("beta", 0.5),
+        int_attribute("transB", trans_b as i64),
+    ];
     model("a", vec![fc, bn("bn1", "h", "bn", "y", 0.0)], inits)
 }
 

@@ -40,13 +40,15 @@ pub const DOMAIN: &str = "ai.ptq";
 /// The ONNX op type of the fake-quantization node.
 pub const OP_TYPE: &str = "FakeQuant";
 
-/// tract's ONNX framework with [`OP_TYPE`] registered next to tract's own operators.
+/// tract's ONNX framework with [`OP_TYPE`] registered next to tract's own operators, and ptq's
+/// BatchNormalization in place of tract's (it also takes computed statistics).
 pub(crate) fn onnx() -> &'static Onnx {
     static ONNX: LazyLock<Onnx> = LazyLock::new(|| {
         // Declared intermediate shapes are checked against the bound inputs by `shapes`, not
         // unified blindly by tract's parser.
         let mut onnx = tract_onnx::onnx().with_ignore_value_info(true);
         register(&mut onnx.op_register);
+        crate::batch_norm::register(&mut onnx.op_register);
         onnx
     });
     &ONNX

@@ -9,6 +9,7 @@
 //! [`fake_quant`] is ptq's own `ai.ptq` `FakeQuant` operator, which the tract engine always
 //! understands: simulated models use it instead of QuantizeLinear/DequantizeLinear.
 
+mod batch_norm;
 mod convert;
 mod error;
 pub mod fake_quant;

@@ -135,3 +135,30 @@ fn unsupported_operators_are_all_listed_with_their_nodes() {
     let err = TractEngine::new(&bytes, Path::new("."), &inputs, &["y".into()]).err().unwrap().to_string();
     assert!(err.contains("FooBar (nodes foo1, foo2)") && err.contains("Quux (node q)"), "{err}");
 }
+
+#[test]
+fn batch_normalization_with_computed_statistics_runs() {
+    // tf2onnx writes LayerNormalization as a BatchNormalization whose mean comes from the data.
+    let mut bn = build::node("BatchNormalization", "bn", &["x", "scale", "b", "mean", "var"], &["y"]);
+    bn.attribute.push(build::float_attribute("epsilon", 0.0));
+    let mut mean = build::node("ReduceMean", "mean", &["x"], &["mean"]);
+    mean.attribute = vec![build::ints_attribute("axes", &[0]), ptq_ir::int_attribute("keepdims", 0)];
+    let model = build::model(
+        13,
+        vec![mean, bn],
+        vec![build::tensor_value("x", build::FLOAT, &[2, 3])],
+        vec![build::tensor_value("y", build::FLOAT, &[2, 3])],
+        vec![
+            build::f32_tensor("scale", &[3], &[1.0, 2.0, 0.5]),
+            build::f32_tensor("b", &[3], &[0.0, 1.0, -1.0]),
+            build::f32_tensor("var", &[3], &[1.0, 4.0, 9.0]),
+        ],
+    );
+    let inputs =
+        [ptq_data::BoundInput { name: "x".into(), dtype: ptq_ir::DataType::Float, shape: vec![2, 3] }];
+    let e = TractEngine::new(&ptq_onnx::encode(&model), Path::new("."), &inputs, &["y".to_string()]).unwrap();
+    let x = Tensor::from_f32(vec![2, 3], &[1.0, 2.0, 3.0, 3.0, 6.0, 9.0]);
+    let y = e.runner().unwrap().run(&[x]).unwrap().remove(0);
+    // mean = [2, 4, 6]; y = (x − mean) / sqrt(var) · scale + b.
+    assert_eq!(y.to_f32().unwrap(), [-1.0, -1.0, -1.5, 1.0, 3.0, -0.5]);
+}

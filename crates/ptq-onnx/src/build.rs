@@ -102,6 +102,16 @@ pub fn ints_attribute(name: &str, values: &[i64]) -> AttributeProto {
     }
 }
 
+/// A FLOAT attribute `name` holding `value`.
+pub fn float_attribute(name: &str, value: f32) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Float as i32),
+        f: Some(value),
+        ..Default::default()
+    }
+}
+
 /// A little-endian INT64 initializer `name` of shape `dims`.
 pub fn i64_tensor(name: &str, dims: &[i64], values: &[i64]) -> TensorProto {
     raw_tensor(name, INT64, dims, values.iter().flat_map(|v| v.to_le_bytes()).collect())
