@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use ptq_algos::{Folded, Follower, fold_layers};
 use ptq_ir::{Graph, Source, int_attribute};
 use ptq_onnx::build::{self, constant_node, f32_tensor_float_data, node, untyped_value};
-use ptq_onnx::proto::{AttributeProto, ModelProto, NodeProto, TensorProto, attribute_proto};
+use ptq_onnx::proto::{ModelProto, NodeProto, TensorProto};
 
 // ---------------------------------------------------------------------------------------------
 // Building models
