@@ -169,6 +169,8 @@ pub struct InspectArgs {
     /// Print JSON on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub shapes: ShapeArgs,
 }
 
 fn bitwidth(allowed: &'static [u8]) -> impl Fn(&str) -> Result<u8, String> + Clone {

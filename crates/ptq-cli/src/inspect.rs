@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
+use ptq_engine::TractEngine;
 use ptq_ir::{Graph, Source, format_shape};
 use ptq_quant::Given;
 use serde::Serialize;
@@ -21,14 +22,43 @@ struct Report {
     nodes: usize,
     operators: BTreeMap<String, usize>,
     constants: Constants,
-    /// Operator types ptq's engine cannot run, with their node names.
-    unsupported: BTreeMap<String, Vec<String>>,
+    /// Operator types ptq's engine cannot run, with their nodes and what would make them run.
+    unsupported: BTreeMap<String, Unsupported>,
     /// Why the engine could not even read the model, when it could not.
     engine_error: Option<String>,
+    /// Whether the engine could prepare the model for its bound input shapes.
+    prepared: Prepared,
     /// The encodings the model carries (QDQ nodes, float-16 Cast pairs), by tensor.
     encodings: BTreeMap<String, EncodingLine>,
     /// Why they could not be read, when they could not.
     encodings_error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Unsupported {
+    domain: String,
+    opset: Option<i64>,
+    nodes: Vec<String>,
+    advice: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Prepared {
+    /// Prepared for these inputs; declared shapes that contradict them were ignored.
+    Ready {
+        inputs: Vec<String>,
+        ignored_shapes: Vec<String>,
+    },
+    /// These inputs have symbolic dimensions the flags did not bind.
+    NotChecked {
+        unbound: Vec<String>,
+    },
+    Failed {
+        error: String,
+    },
+    /// The model cannot be read, or uses operators the engine lacks (listed above).
+    Skipped,
 }
 
 #[derive(Serialize)]
@@ -60,9 +90,25 @@ struct Constants {
 
 pub fn inspect(args: &InspectArgs) -> Result<()> {
     let model = Model::load(&args.model)?;
-    let (unsupported, engine_error) = match ptq_engine::unsupported_ops(&model.bytes, model.dir()) {
-        Ok(ops) => (ops.into_iter().collect(), None),
-        Err(e) => (BTreeMap::new(), Some(e.to_string())),
+    let (unsupported, engine_error): (BTreeMap<String, Unsupported>, _) =
+        match ptq_engine::unsupported_ops(&model.bytes, model.dir()) {
+            Ok(ops) => (
+                ops.into_iter()
+                    .map(|op| {
+                        let advice = op.advice();
+                        let line =
+                            Unsupported { domain: op.domain, opset: op.opset, nodes: op.nodes, advice };
+                        (op.op_type, line)
+                    })
+                    .collect(),
+                None,
+            ),
+            Err(e) => (BTreeMap::new(), Some(e.to_string())),
+        };
+    let prepared = if engine_error.is_some() || !unsupported.is_empty() {
+        Prepared::Skipped
+    } else {
+        prepare(&model, args)?
     };
     let (encodings, encodings_error) = match ptq_export::read_qat(&model.loaded.model, &model.graph) {
         Ok(qat) => (qat.given.into_iter().map(|(name, g)| (name, encoding_line(&g.given))).collect(), None),
@@ -82,6 +128,7 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
         constants: constants(g),
         unsupported,
         engine_error,
+        prepared,
         encodings,
         encodings_error,
     };
@@ -91,6 +138,23 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
         print!("{}", render(&report));
     }
     Ok(())
+}
+
+/// Prepares the engine for the inputs as the shape flags bind them, as `run` and `quantize` would.
+fn prepare(model: &Model, args: &InspectArgs) -> Result<Prepared> {
+    let bound = model.bound_inputs(&args.shapes)?;
+    let unbound: Vec<String> =
+        model.graph.inputs.iter().filter(|n| !bound.iter().any(|b| &b.name == *n)).cloned().collect();
+    if !unbound.is_empty() {
+        return Ok(Prepared::NotChecked { unbound });
+    }
+    Ok(match TractEngine::new(&model.bytes, model.dir(), &bound, &model.graph.outputs) {
+        Ok(engine) => Prepared::Ready {
+            inputs: bound.iter().map(|b| format!("{} {} {:?}", b.name, b.dtype, b.shape)).collect(),
+            ignored_shapes: engine.ignored_shapes().iter().map(|i| i.to_string()).collect(),
+        },
+        Err(e) => Prepared::Failed { error: e.to_string() },
+    })
 }
 
 fn encoding_line(given: &Given) -> EncodingLine {
@@ -190,10 +254,27 @@ fn render(r: &Report) -> String {
         (None, true) => line("engine     every operator is supported".into()),
         (None, false) => {
             line("engine     unsupported operators:".into());
-            for (op, nodes) in &r.unsupported {
-                line(format!("  {op}: {}", nodes.join(", ")));
+            for (op, u) in &r.unsupported {
+                let opset = u.opset.map(|v| format!(" opset {v}")).unwrap_or_default();
+                line(format!("  {op} ({}{opset}): {}", u.domain, u.nodes.join(", ")));
+                line(format!("    {}", u.advice));
             }
         }
+    }
+    match &r.prepared {
+        Prepared::Ready { inputs, ignored_shapes } => {
+            line(format!("prepared   for {}", inputs.join(", ")));
+            for i in ignored_shapes {
+                line(format!("  warning: {i}"));
+            }
+        }
+        Prepared::NotChecked { unbound } => line(format!(
+            "prepared   not checked: bind {} (--input_dimensions name=d0,d1,… or --onnx_define_symbol) to \
+             check that the engine can prepare the model",
+            unbound.join(", ")
+        )),
+        Prepared::Failed { error } => line(format!("prepared   FAILED: {error}")),
+        Prepared::Skipped => {}
     }
     s
 }

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use predicates::prelude::*;
 use predicates::str::contains;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn inspect_json(work: &Work, model: &std::path::Path) -> Value {
     let out = work.ptq().arg("inspect").arg(model).arg("--json").assert().success().get_output().clone();
@@ -47,6 +47,7 @@ fn inspect_json_on_digits() {
     assert_eq!(ops["Relu"], 4);
     assert_eq!(j["unsupported"], serde_json::json!({}));
     assert_eq!(j["engine_error"], Value::Null);
+    assert_eq!(j["prepared"]["ready"]["inputs"], json!(["input float32 [1, 1, 8, 8]"]));
     assert_eq!(j["constants"]["initializers"], 14);
 }
 
@@ -60,20 +61,49 @@ fn inspect_json_shows_symbolic_dims() {
     assert_eq!(j["inputs"][0]["dtype"], "int64");
     let shape = j["inputs"][0]["shape"].as_str().unwrap();
     assert!(shape.contains("batch_size") && shape.contains("sequence_length"), "{shape}");
+    assert_eq!(j["prepared"]["not_checked"]["unbound"], json!(["input_ids", "attention_mask"]));
+}
+
+#[test]
+fn inspect_prepares_the_engine_for_bound_symbols() {
+    let work = Work::new();
+    let out = work
+        .ptq()
+        .args([
+            "inspect",
+            "--onnx_define_symbol",
+            "batch_size",
+            "1",
+            "--onnx_define_symbol",
+            "sequence_length",
+            "16",
+        ])
+        .arg(model("minilm_l3"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("prepared   for input_ids int64 [1, 16], attention_mask int64 [1, 16]"), "{text}");
 }
 
 #[test]
 fn inspect_lists_an_unsupported_operator_with_its_node() {
     let mut work = Work::new();
     let model = work.write("foobar.onnx", foobar_model());
-    work.ptq()
-        .arg("inspect")
-        .arg(&model)
-        .assert()
-        .success()
-        .stdout(contains("unsupported operators").and(contains("FooBar: foo1")).and(contains("FooBar 1")));
+    work.ptq().arg("inspect").arg(&model).assert().success().stdout(
+        contains("unsupported operators")
+            .and(contains("FooBar (ai.onnx opset 13): foo1"))
+            .and(contains("export the model with other operators"))
+            .and(contains("FooBar 1")),
+    );
     let j = inspect_json(&work, &model);
-    assert_eq!(j["unsupported"], serde_json::json!({ "FooBar": ["foo1"] }));
+    let foobar = &j["unsupported"]["FooBar"];
+    assert_eq!(
+        (&foobar["domain"], &foobar["opset"], &foobar["nodes"]),
+        (&json!("ai.onnx"), &json!(13), &json!(["foo1"]))
+    );
+    assert!(foobar["advice"].as_str().unwrap().contains("standard operator"));
+    assert_eq!(j["prepared"], "skipped");
     assert_eq!(j["operators"]["Relu"], 1);
 }
 

@@ -88,7 +88,8 @@ fn several_unsupported_operators_in_one_error() {
     let list = work.list("list.txt", &["x.raw"]);
     let out = work.run(&model, &list).assert().code(1).get_output().clone();
     let err = stderr(&out);
-    assert_eq!(err.lines().count(), 1, "one error: {err}");
+    assert_eq!(err.matches("error:").count(), 1, "one error: {err}");
+    assert_eq!(err.lines().count(), 3, "one line per operator type: {err}");
     for s in ["BazQux", "baz1", "FooBar", "foo1", "foo2"] {
         assert!(err.contains(s), "{s} missing in: {err}");
     }

@@ -1,8 +1,10 @@
+use crate::UnsupportedOp;
+
 /// Why a model cannot be prepared or run.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("the model uses operators that ptq's engine (tract) cannot run: {}; remove or replace them, or export the model with other operators", list_ops(.ops))]
-    Unsupported { ops: Vec<(String, Vec<String>)> },
+    #[error("the model uses operators that ptq's engine (tract) cannot run (`ptq inspect` lists them):\n{}", list_ops(.ops))]
+    Unsupported { ops: Vec<UnsupportedOp> },
 
     #[error("tract cannot load the model: {reason}")]
     Load { reason: String },
@@ -20,6 +22,13 @@ pub enum Error {
     )]
     Contradiction { node: String, op: String, shapes: String, reason: String },
 
+    #[error(
+        "tract cannot prepare node `{node}` ({op}) for {shapes}: {reason}. tract needs every shape fixed once the \
+         inputs are bound; a node whose shapes depend on input values (an If on an input flag, a data-dependent \
+         size) needs a model exported for one configuration"
+    )]
+    Untyped { node: String, op: String, shapes: String, reason: String },
+
     #[error("running the model failed: {reason}")]
     Run { reason: String },
 
@@ -30,14 +39,8 @@ pub enum Error {
     Data(#[from] ptq_data::Error),
 }
 
-fn list_ops(ops: &[(String, Vec<String>)]) -> String {
-    ops.iter()
-        .map(|(op, nodes)| {
-            let noun = if nodes.len() == 1 { "node" } else { "nodes" };
-            format!("{op} ({noun} {})", nodes.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
+fn list_ops(ops: &[UnsupportedOp]) -> String {
+    ops.iter().map(|op| format!("  {op}")).collect::<Vec<_>>().join("\n")
 }
 
 /// tract's errors carry a chain of contexts; keep all of it, on one line.

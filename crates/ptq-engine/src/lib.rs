@@ -16,11 +16,13 @@ pub mod fake_quant;
 mod parallel;
 mod shapes;
 mod tract;
+mod unsupported;
 
 pub use error::Error;
 pub use parallel::run_samples;
 pub use shapes::IgnoredShape;
 pub use tract::{TractEngine, float_tensors, unsupported_ops};
+pub use unsupported::UnsupportedOp;
 
 use ptq_ir::Tensor;
 

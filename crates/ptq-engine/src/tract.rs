@@ -1,19 +1,20 @@
 //! The tract backend.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
 use prost::Message;
 use ptq_data::BoundInput;
 use ptq_ir::Tensor;
+use tract_onnx::pb::{GraphProto, ModelProto};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
-use tract_onnx::tract_hir::ops::unimpl::UnimplementedOp;
 
 use crate::convert::{datum_type, from_tract, to_tract};
 use crate::error::chain;
 use crate::shapes::{self, IgnoredShape};
+use crate::unsupported::{self, UnsupportedOp};
 use crate::{Engine, Error, Runner};
 
 /// A model optimised by tract for fixed input shapes, returning the observed tensors.
@@ -27,12 +28,21 @@ pub struct TractEngine {
 
 /// The model as tract reads it, without its declared intermediate shapes (`value_info`): those
 /// are checked against the bound inputs later (see `shapes`). Returns the graph proto too.
-fn parse(
-    model: &[u8],
-    model_dir: &Path,
-) -> Result<(tract_onnx::model::ParseResult, tract_onnx::pb::GraphProto), Error> {
+struct Parsed {
+    model: InferenceModel,
+    outlets_by_name: HashMap<String, OutletId>,
+    proto: ModelProto,
+}
+
+impl Parsed {
+    fn graph(&self) -> &GraphProto {
+        self.proto.graph.as_ref().expect("tract parsed a graph")
+    }
+}
+
+fn parse(model: &[u8], model_dir: &Path) -> Result<Parsed, Error> {
     let load = |reason: String| Error::Load { reason };
-    let proto = tract_onnx::pb::ModelProto::decode(model).map_err(|e| load(e.to_string()))?;
+    let proto = ModelProto::decode(model).map_err(|e| load(e.to_string()))?;
     let dir = model_dir.to_str().map(str::to_owned);
     let parsed = crate::fake_quant::onnx().parse(&proto, dir.as_deref()).map_err(|e| load(chain(&e)))?;
     if !parsed.unresolved_inputs.is_empty() {
@@ -41,12 +51,13 @@ fn parse(
             parsed.unresolved_inputs.join(", ")
         )));
     }
-    Ok((parsed, proto.graph.unwrap_or_default()))
+    Ok(Parsed { model: parsed.model, outlets_by_name: parsed.outlets_by_name, proto })
 }
 
 /// Every operator type tract cannot run, each with the names of the nodes that use it.
-pub fn unsupported_ops(model: &[u8], model_dir: &Path) -> Result<Vec<(String, Vec<String>)>, Error> {
-    Ok(collect_unsupported(&parse(model, model_dir)?.0.model))
+pub fn unsupported_ops(model: &[u8], model_dir: &Path) -> Result<Vec<UnsupportedOp>, Error> {
+    let parsed = parse(model, model_dir)?;
+    Ok(unsupported::collect(&parsed.model, &parsed.proto, parsed.graph()))
 }
 
 /// The tensors tract's type inference says are float32, without running the model (float
@@ -57,9 +68,9 @@ pub fn float_tensors(
     model_dir: &Path,
     inputs: &[BoundInput],
 ) -> Result<BTreeSet<String>, Error> {
-    let (parsed, _) = parse(model, model_dir)?;
-    let mut m = parsed.model;
-    set_inputs(&mut m, inputs, false)?;
+    let mut parsed = parse(model, model_dir)?;
+    let m = &mut parsed.model;
+    set_inputs(m, inputs, false)?;
     // Analysis may stop early on shapes it cannot resolve; the types found by then stand.
     let _ = m.analyse(false);
     Ok(parsed
@@ -101,20 +112,6 @@ fn set_inputs(
     Ok(names)
 }
 
-fn collect_unsupported(model: &InferenceModel) -> Vec<(String, Vec<String>)> {
-    let mut ops: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for node in model.nodes() {
-        if let Some(op) = node.op_as::<UnimplementedOp>() {
-            // tract names it `Unimplemented(<ONNX op type>)`.
-            let name = op.name();
-            let op_type =
-                name.strip_prefix("Unimplemented(").and_then(|s| s.strip_suffix(')')).unwrap_or(&name);
-            ops.entry(op_type.to_owned()).or_default().push(node.name.clone());
-        }
-    }
-    ops.into_iter().collect()
-}
-
 impl TractEngine {
     /// Prepares `model` (encoded ONNX) for the bound input shapes, observing `observed` (any
     /// tensor names: graph inputs, constants, intermediates, outputs).
@@ -124,11 +121,12 @@ impl TractEngine {
         inputs: &[BoundInput],
         observed: &[String],
     ) -> Result<Self, Error> {
-        let (parsed, graph) = parse(model, model_dir)?;
-        let unsupported = collect_unsupported(&parsed.model);
+        let parsed = parse(model, model_dir)?;
+        let unsupported = unsupported::collect(&parsed.model, &parsed.proto, parsed.graph());
         if !unsupported.is_empty() {
             return Err(Error::Unsupported { ops: unsupported });
         }
+        let graph = parsed.graph().clone();
         let mut m = parsed.model;
         let names = set_inputs(&mut m, inputs, true)?;
         m.analyse(false).map_err(|e| contradiction(&m, inputs, &e))?;
@@ -157,16 +155,22 @@ impl TractEngine {
     }
 }
 
-/// The node where tract's shape inference found the bound inputs contradicting the model, with
-/// the shapes it had reached there.
+/// The node where tract's shape inference found the bound inputs contradicting the model, or
+/// where it could not type a node for them, with the shapes it had reached there.
 fn contradiction(m: &InferenceModel, inputs: &[BoundInput], e: &TractError) -> Error {
-    let node = e.chain().find_map(|c| {
+    // tract writes `Failed analyse for node #12 "name" Op` and `Translating node #12 "name" Op`;
+    // the number may be of a compacted copy of the model, the name is the ONNX one.
+    let found = e.chain().find_map(|c| {
         let text = c.to_string();
-        let id = text.strip_prefix("Failed analyse for node #")?;
-        let digits: String = id.chars().take_while(char::is_ascii_digit).collect();
-        m.nodes().get(digits.parse::<usize>().ok()?)
+        let (stage, rest) = [("analyse", "Failed analyse for node #"), ("translate", "Translating node #")]
+            .into_iter()
+            .find_map(|(stage, prefix)| Some((stage, text.strip_prefix(prefix)?.to_owned())))?;
+        let name = rest.split('"').nth(1)?;
+        Some((stage, m.node_by_name(name).ok()?))
     });
-    let Some(node) = node else { return Error::Prepare { inputs: describe(inputs), reason: chain(e) } };
+    let Some((stage, node)) = found else {
+        return Error::Prepare { inputs: describe(inputs), reason: chain(e) };
+    };
     let facts = |outlets: &[OutletId]| -> String {
         outlets
             .iter()
@@ -175,16 +179,20 @@ fn contradiction(m: &InferenceModel, inputs: &[BoundInput], e: &TractError) -> E
             .join(", ")
     };
     let outputs: Vec<OutletId> = (0..node.outputs.len()).map(|k| OutletId::new(node.id, k)).collect();
-    Error::Contradiction {
-        node: node.name.clone(),
-        op: node.op.name().to_string(),
-        shapes: format!(
-            "the bound input shapes {}: they give its inputs shapes {} and its outputs {}",
-            describe(inputs),
-            facts(&node.inputs),
-            facts(&outputs)
-        ),
-        reason: e.root_cause().to_string(),
+    let shapes = format!(
+        "the bound input shapes {}: they give its inputs shapes {} and its outputs {}",
+        describe(inputs),
+        facts(&node.inputs),
+        facts(&outputs)
+    );
+    let (node, op) = (node.name.clone(), node.op.name().to_string());
+    if stage == "analyse" {
+        Error::Contradiction { node, op, shapes, reason: e.root_cause().to_string() }
+    } else {
+        let reason = chain(e);
+        let reason =
+            reason.rsplit_once(&format!("{op} ToTypedTranslator: ")).map_or(reason.as_str(), |r| r.1);
+        Error::Untyped { node, op, shapes, reason: reason.to_owned() }
     }
 }
 

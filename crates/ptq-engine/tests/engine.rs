@@ -122,18 +122,31 @@ fn unsupported_operators_are_all_listed_with_their_nodes() {
         vec![value("y")],
         vec![],
     );
+    let mut model = model;
+    // A custom-domain op is told apart from a standard one the engine lacks.
+    model.graph.as_mut().unwrap().node[3].domain = Some("com.example".into());
+    model.opset_import.push(build::opset("com.example", 1));
     let bytes = ptq_onnx::encode(&model);
     let ops = unsupported_ops(&bytes, Path::new(".")).unwrap();
+    let listed: Vec<(&str, &str, Option<i64>, Vec<&str>)> = ops
+        .iter()
+        .map(|o| {
+            (o.op_type.as_str(), o.domain.as_str(), o.opset, o.nodes.iter().map(String::as_str).collect())
+        })
+        .collect();
     assert_eq!(
-        ops,
-        [
-            ("FooBar".to_string(), vec!["foo1".to_string(), "foo2".to_string()]),
-            ("Quux".into(), vec!["q".into()])
-        ]
+        listed,
+        [("FooBar", "ai.onnx", Some(13), vec!["foo1", "foo2"]), ("Quux", "com.example", Some(1), vec!["q"])]
     );
+    assert!(ops[0].advice().contains("standard operator"), "{}", ops[0].advice());
+    assert!(ops[1].advice().contains("custom domain `com.example`"), "{}", ops[1].advice());
     let inputs = [ptq_data::BoundInput { name: "x".into(), dtype: ptq_ir::DataType::Float, shape: vec![4] }];
     let err = TractEngine::new(&bytes, Path::new("."), &inputs, &["y".into()]).err().unwrap().to_string();
-    assert!(err.contains("FooBar (nodes foo1, foo2)") && err.contains("Quux (node q)"), "{err}");
+    assert!(
+        err.contains("FooBar (nodes foo1, foo2; ai.onnx opset 13)")
+            && err.contains("Quux (node q; com.example opset 1)"),
+        "{err}"
+    );
 }
 
 #[test]
