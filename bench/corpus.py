@@ -169,7 +169,9 @@ def row(m, r):
     size = info.get("size_bytes")
     run = r.get("run", {})
     if "max_rel_err" in run and run.get("max_rel_err") is not None:
-        run_cell = f"{run['max_rel_err']:.1e}" + ("" if run.get("ok") else " FAIL")
+        self_err = run.get("ort_self_rel_err") or 0.0
+        run_cell = (f"{run['max_rel_err']:.1e}" + (f" (ort vs itself {self_err:.1e})" if self_err > 1e-4 else "")
+                    + ("" if run.get("ok") else " FAIL"))
     elif run.get("outputs"):
         run_cell = "FAIL: " + short([f"{k}: {v.get('note')}" for k, v in run["outputs"].items() if not v.get("ok")], 50)
     else:

@@ -95,9 +95,10 @@ def load_feeds(model_dir, specs, list_name):
     return feeds
 
 
-def session(path, threads=1):
+def session(path, threads=1, optimized=False):
     opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimized
+                                     else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     opts.intra_op_num_threads = threads
     opts.log_severity_level = 3
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
@@ -126,7 +127,13 @@ def ptq_cmd(ptq, sub, *args):
 
 
 def run_step(ptq, model_dir, specs, work):
-    """`ptq run` vs onnxruntime: {output: max rel err} or a failure."""
+    """`ptq run` vs onnxruntime: {output: max rel err} or a failure.
+
+    An output passes within REL_TOL of onnxruntime, or within onnxruntime's own spread: the
+    difference between its optimised and unoptimised runs of the same model (two summation
+    orders of one engine). An ill-conditioned model (a near-tie softmax after a long backbone)
+    amplifies ordinary round-off beyond REL_TOL for every engine; DESIGN.md Decision 2 judges
+    quantized outputs the same way."""
     out_dir = work / "ptq_run"
     cmd = ptq_cmd(ptq, "run", "--input_model", model_dir / "model.onnx", "--input_list", model_dir / "eval.txt",
                   "--output_dir", out_dir, *dims_args(specs))
@@ -137,15 +144,17 @@ def run_step(ptq, model_dir, specs, work):
         return {"ok": False, "seconds": seconds, "exit": proc.returncode, "error": first_lines(proc.stderr),
                 "command": " ".join(cmd[1:2] + ["..."] + dims_args(specs))}
     sess = session(model_dir / "model.onnx")
+    optimized = session(model_dir / "model.onnx", optimized=True)
     names = [o.name for o in sess.get_outputs()]
     feeds = load_feeds(model_dir, specs, "eval.txt")
     err = dict.fromkeys(names, 0.0)
+    spread = dict.fromkeys(names, 0.0)
     ref = dict.fromkeys(names, 0.0)
     notes = {}
     for i, feed in enumerate(feeds):
         res = out_dir / f"Result_{i}"
         files = {name: f for f, name in json.loads((res / "outputs.json").read_text()).items()}
-        for name, expected in zip(names, sess.run(None, feed)):
+        for name, expected, other in zip(names, sess.run(None, feed), optimized.run(None, feed)):
             if name in notes:
                 continue
             if name not in files:
@@ -158,6 +167,10 @@ def run_step(ptq, model_dir, specs, work):
                 continue
             d = np.where(np.isnan(got) & np.isnan(exp), 0.0, np.abs(got - exp))
             err[name] = max(err[name], float(np.max(d, initial=0.0)))
+            o = np.asarray(other, dtype=np.float64).ravel()
+            if o.size == exp.size:
+                self_d = np.where(np.isnan(o) & np.isnan(exp), 0.0, np.abs(o - exp))
+                spread[name] = max(spread[name], float(np.max(self_d, initial=0.0)))
             ref[name] = max(ref[name], float(np.max(np.abs(exp), initial=0.0)))
     outputs = {}
     for name in names:
@@ -165,11 +178,14 @@ def run_step(ptq, model_dir, specs, work):
             outputs[name] = {"ok": False, "note": notes[name]}
             continue
         rel = err[name] / ref[name] if ref[name] > 0 else None
-        ok = rel <= REL_TOL if rel is not None else err[name] <= 1e-6
-        outputs[name] = {"ok": bool(ok), "max_abs_err": err[name], "max_rel_err": rel}
+        ort_rel = spread[name] / ref[name] if ref[name] > 0 else None
+        ok = rel <= max(REL_TOL, ort_rel) if rel is not None else err[name] <= 1e-6
+        outputs[name] = {"ok": bool(ok), "max_abs_err": err[name], "max_rel_err": rel,
+                         "ort_self_rel_err": ort_rel}
     rels = [o["max_rel_err"] for o in outputs.values() if o.get("max_rel_err") is not None]
+    selves = [o["ort_self_rel_err"] for o in outputs.values() if o.get("ort_self_rel_err") is not None]
     return {"ok": all(o["ok"] for o in outputs.values()), "seconds": seconds, "outputs": outputs,
-            "max_rel_err": max(rels) if rels else None}
+            "max_rel_err": max(rels) if rels else None, "ort_self_rel_err": max(selves) if selves else None}
 
 
 def score_model(score_mod, model_dir, quantized):
