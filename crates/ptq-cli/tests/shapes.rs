@@ -155,3 +155,28 @@ fn convert_takes_the_shape_flags() {
         .stderr(contains("error:").and(contains("'y'")).and(contains("inputs are: x")));
     assert!(!out.exists());
 }
+
+#[test]
+fn a_symbol_bound_to_two_values_by_two_inputs_is_an_error_naming_both() {
+    let mut work = Work::new();
+    let value = |n: &str| symbolic_value(n, FLOAT, &["n", "4"]);
+    let m = build::model(
+        13,
+        vec![build::node("Add", "add", &["x", "y"], &["z"])],
+        vec![value("x"), value("y")],
+        vec![value("z")],
+        vec![],
+    );
+    let model = work.write("m.onnx", ptq_onnx::encode(&m));
+    work.write("a.raw", f32_raw(&[0.0; 8]));
+    work.write("b.raw", f32_raw(&[0.0; 12]));
+    let list = work.list("l.txt", &["x:=a.raw y:=b.raw"]);
+    work.run(&model, &list)
+        .args(["--input_dimensions", "x=2,4", "--input_dimensions", "y=3,4"])
+        .assert()
+        .code(1)
+        .stderr(
+            contains("error:").and(contains("'n'")).and(contains("input 'x'")).and(contains("input 'y'")),
+        );
+    assert!(!work.out().exists());
+}
