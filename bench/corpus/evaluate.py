@@ -33,6 +33,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "interop"))
+from zoo import dims_args, input_specs, load_feeds, session  # noqa: E402  (the interop helpers)
+
 REL_TOL = 1e-4
 PC_FLAGS = ["--use_per_channel_quantization", "--use_per_row_quantization"]
 TIMEOUT_S = int(os.environ.get("PTQ_CORPUS_TIMEOUT", "3600"))
@@ -48,59 +51,11 @@ def error_of(e):
     return first_lines(msg, 5)
 
 
-def input_specs(model_dir):
-    """{name: (numpy dtype, fed shape, declared shape not fully fixed)} (as tests/interop/zoo.py)."""
-    fed = json.loads((model_dir / "float_reference.json").read_text())["fed_shapes"]
-    graph = onnx.load(str(model_dir / "model.onnx"), load_external_data=False).graph
-    inits = {t.name for t in graph.initializer}
-    specs = {}
-    for inp in graph.input:
-        if inp.name in inits:
-            continue
-        t = inp.type.tensor_type
-        symbolic = not t.HasField("shape") or any(
-            not d.HasField("dim_value") or d.dim_value <= 0 for d in t.shape.dim)
-        specs[inp.name] = (onnx.helper.tensor_dtype_to_np_dtype(t.elem_type), fed[inp.name], symbolic)
-    return specs
-
-
-def dims_args(specs):
-    args = []
-    for name, (_, shape, symbolic) in specs.items():
-        if symbolic and shape:
-            args += ["--input_dimensions", f"{name}={','.join(map(str, shape))}"]
-    return args
-
-
-def read_list(list_path, names):
-    samples = []
-    for line in list_path.read_text().splitlines():
-        line = line.strip()
-        if not line or line[0] in "#%":
-            continue
-        toks = line.split()
-        pairs = {names[0]: toks[0]} if len(names) == 1 and ":=" not in toks[0] else dict(t.split(":=", 1) for t in toks)
-        samples.append({k: list_path.parent / v for k, v in pairs.items()})
-    return samples
-
-
-def load_feeds(model_dir, specs, list_name):
-    feeds = []
-    for sample in read_list(model_dir / list_name, list(specs)):
-        feed = {}
-        for name, p in sample.items():
-            dtype, shape, _ = specs[name]
-            feed[name] = np.load(p).astype(dtype) if p.suffix == ".npy" else np.fromfile(p, "<f4").reshape(shape).astype(dtype)
-        feeds.append(feed)
-    return feeds
-
-
-def session(path, threads=1, optimized=False):
+def optimized_session(path):
+    """onnxruntime with every graph optimisation on: its own other summation order."""
     opts = ort.SessionOptions()
-    opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimized
-                                     else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-    opts.intra_op_num_threads = threads
-    opts.log_severity_level = 3
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = 1
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
@@ -144,7 +99,7 @@ def run_step(ptq, model_dir, specs, work):
         return {"ok": False, "seconds": seconds, "exit": proc.returncode, "error": first_lines(proc.stderr),
                 "command": " ".join(cmd[1:2] + ["..."] + dims_args(specs))}
     sess = session(model_dir / "model.onnx")
-    optimized = session(model_dir / "model.onnx", optimized=True)
+    optimized = optimized_session(model_dir / "model.onnx")
     names = [o.name for o in sess.get_outputs()]
     feeds = load_feeds(model_dir, specs, "eval.txt")
     err = dict.fromkeys(names, 0.0)
