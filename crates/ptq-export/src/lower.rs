@@ -19,7 +19,9 @@ use ptq_onnx::proto::{ModelProto, NodeProto};
 
 use crate::Error;
 use crate::qdq::remove_constant;
-use crate::qlinear::{Names, block_size, dequantize, integers, is_op, node_error, normalise, params, range};
+use crate::qlinear::{
+    Arithmetic, Names, block_size, dequantize, integers, is_op, node_error, normalise, params, range,
+};
 use crate::simulate::FAKE_QUANT_DOMAIN;
 use crate::values::float_tensor;
 
@@ -128,7 +130,7 @@ pub fn lower_qdq(model: &ModelProto, graph: &Graph) -> Result<Lowered, Error> {
         refuse_blocks(graph, d)?;
         let Ok(p) = params(graph, d, Some(dtype))? else { continue };
         let (shape, q) = integers(graph, x, dtype)?;
-        let values = dequantize(d, &p, &shape, &q)?;
+        let values = dequantize(d, &p, &shape, &q, Arithmetic::Runtime)?;
         patch.remove_node(d.index).add_initializer(float_tensor(y, &shape, &values));
         removed.insert(d.index);
         orphans.extend(d.inputs.iter().cloned());

@@ -28,7 +28,9 @@ use ptq_quant::{Encoding, Given, GivenEncoding, GivenEncodings, Origin, Section}
 
 use crate::Error;
 use crate::qdq::{node, remove_constant};
-use crate::qlinear::{Names, Params, block_size, dequantize, integers, node_error, normalise, params, range};
+use crate::qlinear::{
+    Arithmetic, Names, Params, block_size, dequantize, integers, node_error, normalise, params, range,
+};
 use crate::values::float_tensor;
 
 /// The float model under a quantized one, and the encodings that model carried.
@@ -370,7 +372,8 @@ impl<'g> Reader<'g> {
         };
         let p = params(self.graph, d, Some(dtype))?.map_err(|why| refused(d, why))?;
         let (shape, q) = integers(self.graph, x, dtype)?;
-        let values = dequantize(d, &p, &shape, &q)?;
+        // Read back as the value the encoding came from, so that quantizing again gives `q`.
+        let values = dequantize(d, &p, &shape, &q, Arithmetic::Nearest)?;
         let dims: Vec<Option<usize>> = shape.iter().copied().map(Some).collect();
         let axis = channel_axis(d, &p, x, Some(&dims))?;
         let name = self.weight_name(x, y);

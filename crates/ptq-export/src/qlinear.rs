@@ -208,9 +208,18 @@ fn constant_proto<'a>(graph: &'a Graph, name: &str) -> Option<&'a TensorProto> {
     }
 }
 
-/// `(q − zero_point) · scale` in f32, per axis when the scale has several values (what
-/// onnxruntime's DequantizeLinear computes for the integer constant read by `d`).
-pub(crate) fn dequantize(d: &Node, p: &Params, shape: &[usize], q: &[i64]) -> Result<Vec<f32>, Error> {
+/// `(q − zero_point) · scale`, per axis when the scale has several values, for the integer
+/// constant read by `d`. `Arithmetic::Runtime` computes it as onnxruntime's DequantizeLinear does
+/// (the integer converted to f32 first); `Arithmetic::Nearest` gives the f32 nearest the exact
+/// product, from which the same encoding quantizes back to `q` — int32 biases beyond 2^24 steps
+/// lose their last bits in an f32 conversion.
+pub(crate) fn dequantize(
+    d: &Node,
+    p: &Params,
+    shape: &[usize],
+    q: &[i64],
+    arithmetic: Arithmetic,
+) -> Result<Vec<f32>, Error> {
     let zp = p.zero_points();
     let inner = if p.scale.len() > 1 {
         let axis = normalise(p.axis, Some(shape.len()));
@@ -237,7 +246,21 @@ pub(crate) fn dequantize(d: &Node, p: &Params, shape: &[usize], q: &[i64]) -> Re
     };
     // Element i of a C-order tensor lies in channel (i / inner) % C.
     let channel = |i: usize| inner.map_or(0, |inner| (i / inner) % p.scale.len());
-    Ok(q.iter().enumerate().map(|(i, &v)| (v - zp[channel(i)]) as f32 * p.scale[channel(i)]).collect())
+    let value = |i: usize, v: i64| {
+        let (q, scale) = (v - zp[channel(i)], p.scale[channel(i)]);
+        match arithmetic {
+            Arithmetic::Runtime => q as f32 * scale,
+            Arithmetic::Nearest => (q as f64 * f64::from(scale)) as f32,
+        }
+    };
+    Ok(q.iter().enumerate().map(|(i, &v)| value(i, v)).collect())
+}
+
+/// How [`dequantize`] computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Arithmetic {
+    Runtime,
+    Nearest,
 }
 
 /// New tensor and node names that collide with nothing in the graph or the rewrite.

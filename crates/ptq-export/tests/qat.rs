@@ -659,3 +659,23 @@ fn a_one_value_scale_with_an_axis_is_per_channel_only_along_a_dimension_of_one()
     assert_eq!(fixed(&qat.given, "one").1.axis, Some(0));
     assert_eq!(fixed(&qat.given, "four").1.axis, None);
 }
+
+#[test]
+fn int32_biases_past_f32_integers_read_back_to_the_same_integers() {
+    // A near-dead channel's tiny weight scale puts its bias ~2.1e7 steps out, beyond the 2^24
+    // integers f32 holds exactly: read back through an f32 conversion it would requantize 2 off.
+    let float = two_convs(13, 3);
+    let encodings = Encodings {
+        tensors: [param("b1", bias(&[3.5737e-9, 1e-3, 1e-3], true))].into_iter().collect(),
+        floats: Default::default(),
+    };
+    let dir = Path::new(".");
+    let qdq = qdq_model(&float, &Graph::new(&float, dir).unwrap(), &encodings).unwrap();
+    let qat = read_qat(&qdq, &Graph::new(&qdq, dir).unwrap()).unwrap();
+    let again = qdq_model(&qat.model, &Graph::new(&qat.model, dir).unwrap(), &encodings).unwrap();
+    let ints = |m: &ModelProto| Graph::new(m, dir).unwrap().constant("b1_ptq_q").unwrap();
+    let (first, second) = (ints(&qdq), ints(&again));
+    let q0 = i32::from_le_bytes(first.data[..4].try_into().unwrap());
+    assert!(q0 < -(1 << 24), "{q0}");
+    assert_eq!(first, second);
+}
