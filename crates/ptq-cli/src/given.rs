@@ -61,7 +61,8 @@ pub fn check(
     ui: &Ui,
 ) -> Result<()> {
     for (name, g) in given.iter_mut() {
-        if let (GivenKind::Fixed(e), Some(axis)) = (&mut g.given, output_channel_axis(prepared, name))
+        if let (GivenKind::Fixed(e), Some(axis)) =
+            (&mut g.given, ptq_quant::rules::weight_axis(prepared, name))
             && e.axis.is_some()
         {
             e.axis = Some(axis);
@@ -84,19 +85,6 @@ pub fn check(
         kept
     });
     Ok(())
-}
-
-/// The output-channel axis of a layer weight (spec §3.2 Granularities): Conv 0, ConvTranspose 1,
-/// Gemm 0 or 1 by `transB`, MatMul 1.
-fn output_channel_axis(graph: &Graph, weight: &str) -> Option<usize> {
-    let layer = graph.consumers(weight).find(|n| n.inputs.get(1).is_some_and(|w| w == weight))?;
-    match layer.op_type.as_str() {
-        "Conv" => Some(0),
-        "ConvTranspose" => Some(1),
-        "Gemm" => Some(if graph.int_attr(layer, "transB") == Some(1) { 0 } else { 1 }),
-        "MatMul" => Some(1),
-        _ => None,
-    }
 }
 
 /// DESIGN.md Decision 9's float-16 marks: `<T>_ptq_fp16_cast` / `<T>_ptq_fp16_uncast` nodes.

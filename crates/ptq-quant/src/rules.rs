@@ -116,25 +116,46 @@ fn data_inputs(node: &Node) -> Vec<usize> {
     }
 }
 
-/// (weight input, bias input, output-channel axis of the weight, whether per-channel was asked).
-fn weight_slots(
-    node: &Node,
-    graph: &Graph,
-    opts: RuleOptions,
-) -> Option<(usize, Option<usize>, usize, bool)> {
+/// The constant weights of a layer and how they are quantized.
+struct Slots {
+    weights: &'static [usize],
+    bias: Option<usize>,
+    /// The weights' output-channel (or gate-row) axis.
+    axis: usize,
+    /// Whether one encoding per channel was asked for.
+    per_channel: bool,
+}
+
+fn weight_slots(node: &Node, graph: &Graph, opts: RuleOptions) -> Option<Slots> {
+    let slots = |bias, axis, per_channel| Slots { weights: &[1], bias, axis, per_channel };
     match node.op_type.as_str() {
-        "Conv" => Some((1, Some(2), 0, opts.per_channel)),
+        "Conv" => Some(slots(Some(2), 0, opts.per_channel)),
         // ConvTranspose weights are [I, O/g, kH, kW]: output channels on axis 1.
-        "ConvTranspose" => Some((1, Some(2), 1, opts.per_channel)),
+        "ConvTranspose" => Some(slots(Some(2), 1, opts.per_channel)),
         "Gemm" => {
-            Some((1, Some(2), if graph.int_attr(node, "transB") == Some(1) { 0 } else { 1 }, opts.per_row))
+            Some(slots(Some(2), if graph.int_attr(node, "transB") == Some(1) { 0 } else { 1 }, opts.per_row))
         }
         "MatMul" => {
             let rank = graph.tensor(node.inputs.get(1)?)?.shape.as_ref()?.len();
-            (rank == 2).then_some((1, None, 1, opts.per_row))
+            (rank == 2).then_some(slots(None, 1, opts.per_row))
+        }
+        // W [dirs, gates·H, in] and R [dirs, gates·H, H] are fully connected layers per gate row;
+        // B adds the input and recurrent biases of two differently scaled products, so it stays
+        // a constant with its own range.
+        "LSTM" | "GRU" | "RNN" => {
+            Some(Slots { weights: &[1, 2], bias: None, axis: 1, per_channel: opts.per_row })
         }
         _ => None,
     }
+}
+
+/// The output-channel axis of a layer weight (spec §3.2 Granularities): Conv 0, ConvTranspose
+/// 1, Gemm 0 or 1 by `transB`, MatMul 1, LSTM/GRU/RNN 1 (gate rows).
+pub fn weight_axis(graph: &Graph, weight: &str) -> Option<usize> {
+    graph.consumers(weight).find_map(|layer| {
+        let slots = weight_slots(layer, graph, RuleOptions::default())?;
+        slots.weights.iter().any(|&w| layer.inputs.get(w).is_some_and(|i| i == weight)).then_some(slots.axis)
+    })
 }
 
 fn is_constant(graph: &Graph, name: &str) -> bool {
@@ -168,14 +189,17 @@ pub fn layout(graph: &Graph, opts: RuleOptions, keep: &dyn Fn(&str) -> bool) -> 
             if !wanted.contains(&slot) || !maybe_float(graph, input) || b.roles.contains_key(input) {
                 continue;
             }
-            match weights {
-                Some((w, _, axis, per_channel)) if slot == w && is_constant(graph, input) => {
-                    b.roles.insert(input.clone(), Role::Weight { channel_axis: axis, per_channel });
+            match &weights {
+                Some(s) if s.weights.contains(&slot) && is_constant(graph, input) => {
+                    b.roles.insert(
+                        input.clone(),
+                        Role::Weight { channel_axis: s.axis, per_channel: s.per_channel },
+                    );
                 }
-                Some((w, Some(bias), _, _)) if slot == bias && is_constant(graph, input) => {
+                Some(s) if s.bias == Some(slot) && is_constant(graph, input) => {
                     let role = Role::Bias {
                         input: node.inputs[0].clone(),
-                        weight: node.inputs[w].clone(),
+                        weight: node.inputs[s.weights[0]].clone(),
                         row_layer: node.op_type == "Gemm",
                     };
                     b.roles.insert(input.clone(), role);

@@ -45,3 +45,32 @@ fn digits_roles() {
     class("input");
     assert!(l.groups.is_empty());
 }
+
+#[test]
+fn recurrent_weights_are_weights_per_gate_row() {
+    use ptq_onnx::build::{self, FLOAT};
+    // X [seq, batch, in] → LSTM(W [1, 4H, in], R [1, 4H, H], B [1, 8H]) → Y.
+    let (h, input) = (2, 3);
+    let m = build::model(
+        14,
+        vec![build::node("LSTM", "lstm", &["x", "w", "r", "b"], &["y"])],
+        vec![build::tensor_value("x", FLOAT, &[5, 1, input])],
+        vec![build::untyped_value("y")],
+        vec![
+            build::f32_tensor("w", &[1, 4 * h, input], &vec![0.1; (4 * h * input) as usize]),
+            build::f32_tensor("r", &[1, 4 * h, h], &vec![0.2; (4 * h * h) as usize]),
+            build::f32_tensor("b", &[1, 8 * h], &vec![0.3; (8 * h) as usize]),
+        ],
+    );
+    let g = Graph::new(&m, Path::new(".")).unwrap();
+    for per_row in [false, true] {
+        let l = layout(&g, RuleOptions { per_channel: false, per_row }, &|_| false);
+        for w in ["w", "r"] {
+            assert_eq!(l.roles.get(w), Some(&Role::Weight { channel_axis: 1, per_channel: per_row }), "{w}");
+        }
+        // Input and recurrent biases of two differently scaled products: a constant of its own.
+        assert!(matches!(l.roles.get("b"), Some(Role::Activation { .. })));
+    }
+    assert_eq!(ptq_quant::rules::weight_axis(&g, "r"), Some(1));
+    assert_eq!(ptq_quant::rules::weight_axis(&g, "b"), None);
+}
