@@ -186,12 +186,25 @@ fn contradiction(m: &InferenceModel, inputs: &[BoundInput], e: &TractError) -> E
         facts(&outputs)
     );
     let (node, op) = (node.name.clone(), node.op.name().to_string());
+    let reason = chain(e);
+    let reason = reason.rsplit_once(&format!("{op} ToTypedTranslator: ")).map_or(reason.as_str(), |r| r.1);
+    if op == "If" {
+        // tract unifies the two branches' outputs (when analysing) or asserts them equal (when
+        // typing); say so in ONNX terms, with the shapes it compared.
+        let detail = match reason.rsplit_once(" (") {
+            Some((assertion, facts)) if assertion.contains("then_body") => {
+                facts.trim_end_matches(')').replace(" vs ", " against ")
+            }
+            _ => e.root_cause().to_string().trim_end_matches('.').to_owned(),
+        };
+        let reason = format!(
+            "its then and else branches give outputs of different shapes ({detail}), and tract needs them to agree"
+        );
+        return Error::Untyped { node, op, shapes, reason };
+    }
     if stage == "analyse" {
         Error::Contradiction { node, op, shapes, reason: e.root_cause().to_string() }
     } else {
-        let reason = chain(e);
-        let reason =
-            reason.rsplit_once(&format!("{op} ToTypedTranslator: ")).map_or(reason.as_str(), |r| r.1);
         Error::Untyped { node, op, shapes, reason: reason.to_owned() }
     }
 }

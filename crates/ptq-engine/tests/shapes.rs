@@ -129,3 +129,38 @@ fn a_fixed_dimension_contradicting_the_bound_shapes_names_its_node() {
     let e = engine(&m, &[bound("x", &[1, 3, 2, 2])], &["y"]).unwrap();
     assert_eq!(run(&e, &[ramp(&[1, 3, 2, 2])])[0].shape, vec![1, 12]);
 }
+
+#[test]
+fn an_if_whose_branches_differ_in_shape_names_itself_and_the_shapes() {
+    use ptq_onnx::proto::{AttributeProto, attribute_proto::AttributeType};
+    let branch = |name: &str, op: &str| AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Graph as i32),
+        g: Some(build::graph(
+            vec![build::node(op, &format!("{name}_op"), &["x"], &[&format!("{name}_out")])],
+            vec![],
+            vec![ValueInfoProto { name: Some(format!("{name}_out")), ..Default::default() }],
+            vec![],
+        )),
+        ..Default::default()
+    };
+    let mut select = build::node("If", "select", &["flag"], &["y"]);
+    select.attribute = vec![branch("then_branch", "Identity"), branch("else_branch", "Flatten")];
+    let m = build::model(
+        13,
+        vec![select],
+        vec![symbolic_value("x", FLOAT, &["1", "2", "2"]), symbolic_value("flag", 9, &[])],
+        vec![ValueInfoProto { name: Some("y".into()), ..Default::default() }],
+        vec![],
+    );
+    let inputs =
+        [bound("x", &[1, 2, 2]), BoundInput { name: "flag".into(), dtype: DataType::Bool, shape: vec![] }];
+    let Err(e) = engine(&m, &inputs, &["y"]) else { panic!("branches of rank 3 and 2 cannot be typed") };
+    let text = e.to_string();
+    assert!(matches!(e, Error::Untyped { .. }), "{text}");
+    assert!(
+        text.contains("node `select` (If)") && text.contains("branches give outputs of different shapes"),
+        "{text}"
+    );
+    assert!(text.contains("exported for one configuration"), "{text}");
+}
