@@ -131,7 +131,28 @@ def mobilenetv3_op21(out, wheels):
     onnx.save(version_converter.convert_version(m, 21), str(out / "model.onnx"))
 
 
-RECIPES = {f.__name__: f for f in (bert_base, minilm_l6, resnet18, mobilenetv3_op21)}
+def efficientnet_b0_op19(out, wheels):
+    """torchvision EfficientNet-B0, random init (seed 0), BatchNorm statistics from calibrate_bn;
+    legacy exporter (folds BatchNorm into Conv), opset 19, static [1,3,224,224]."""
+    import torchvision
+    seeded()
+    model = calibrate_bn(torchvision.models.efficientnet_b0(weights=None))
+    export_legacy(model, (torch.zeros(1, 3, 224, 224),), out / "model.onnx", ["input"], ["logits"], None, 19)
+
+
+def shufflenetv2_op20(out, wheels):
+    """torchvision ShuffleNetV2 x1.0, random init (seed 0), BatchNorm statistics from
+    calibrate_bn; legacy exporter, opset 20, dynamic batch/height/width (the channel shuffle's
+    Reshape reads them with Shape)."""
+    import torchvision
+    seeded()
+    model = calibrate_bn(torchvision.models.shufflenet_v2_x1_0(weights=None))
+    export_legacy(model, (torch.zeros(1, 3, 224, 224),), out / "model.onnx", ["input"], ["logits"],
+                  {"input": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}}, 20)
+
+
+RECIPES = {f.__name__: f for f in (bert_base, minilm_l6, resnet18, mobilenetv3_op21, efficientnet_b0_op19,
+                                   shufflenetv2_op20)}
 
 
 def main():

@@ -121,22 +121,22 @@ impl TractEngine {
         inputs: &[BoundInput],
         observed: &[String],
     ) -> Result<Self, Error> {
-        let parsed = parse(model, model_dir)?;
+        let mut parsed = parse(model, model_dir)?;
         let unsupported = unsupported::collect(&parsed.model, &parsed.proto, parsed.graph());
         if !unsupported.is_empty() {
             return Err(Error::Unsupported { ops: unsupported });
         }
-        let graph = parsed.graph().clone();
-        let mut m = parsed.model;
-        let names = set_inputs(&mut m, inputs, true)?;
+        let names = set_inputs(&mut parsed.model, inputs, true)?;
+        let Parsed { model: mut m, outlets_by_name, proto } = parsed;
         m.analyse(false).map_err(|e| contradiction(&m, inputs, &e))?;
-        let ignored_shapes = shapes::reconcile(&mut m, &parsed.outlets_by_name, &graph, inputs)
+        let graph = proto.graph.as_ref().expect("tract parsed a graph");
+        let ignored_shapes = shapes::reconcile(&mut m, &outlets_by_name, graph, inputs)
             .map_err(|e| Error::Prepare { inputs: describe(inputs), reason: chain(&e) })?;
+        // tract holds its own copy of the weights: the proto's would double the peak.
+        drop(proto);
         let outlets = observed
             .iter()
-            .map(|n| {
-                parsed.outlets_by_name.get(n).copied().ok_or_else(|| Error::NoSuchTensor { name: n.clone() })
-            })
+            .map(|n| outlets_by_name.get(n).copied().ok_or_else(|| Error::NoSuchTensor { name: n.clone() }))
             .collect::<Result<Vec<_>, _>>()?;
         m.select_output_outlets(&outlets)
             .map_err(|e| Error::Prepare { inputs: describe(inputs), reason: chain(&e) })?;
