@@ -118,7 +118,7 @@ impl Summary {
         if !self.folded.is_empty() {
             let parts: Vec<String> = self.folded.iter().map(|(op, n)| format!("{n} {op}")).collect();
             lines.push(format!(
-                "  folded     {} into the Conv/Gemm/MatMul layers before them (the report lists each)",
+                "  folded     {} into the Conv/ConvTranspose/Gemm/MatMul layers before them (the report lists each)",
                 parts.join(", ")
             ));
         }

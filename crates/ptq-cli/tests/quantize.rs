@@ -232,3 +232,49 @@ fn preserve_io_datatype_checks_its_names() {
     let (mut cmd, _) = quantize(&mut work);
     cmd.args(["--preserve_io_datatype", "input,logits"]).assert().success();
 }
+
+#[test]
+fn a_bias_add_after_a_conv_becomes_its_derived_bias_and_the_report_says_so() {
+    use ptq_onnx::build::{self, FLOAT};
+    // paddle2onnx's way: Conv without bias → Add(Reshape(b, [1, C, 1, 1])).
+    let mut work = Work::new();
+    let m = build::model(
+        13,
+        vec![
+            build::node("Conv", "conv", &["x", "w"], &["c"]),
+            build::node("Reshape", "bias_shape", &["b", "shape"], &["b4"]),
+            build::node("Add", "bias_add", &["c", "b4"], &["y"]),
+        ],
+        vec![build::tensor_value("x", FLOAT, &[1, 1, 2, 2])],
+        vec![build::tensor_value("y", FLOAT, &[1, 2, 2, 2])],
+        vec![
+            build::f32_tensor("w", &[2, 1, 1, 1], &[0.5, -1.0]),
+            build::f32_tensor("b", &[2], &[0.25, 3.0]),
+            build::i64_tensor("shape", &[4], &[1, 2, 1, 1]),
+        ],
+    );
+    let model = work.write("m.onnx", ptq_onnx::encode(&m));
+    work.write("a.raw", common::f32_raw(&[1.0, -2.0, 3.0, 0.5]));
+    let list = work.list("l.txt", &["a.raw"]);
+    work.ptq()
+        .args(["quantize", "--input_model"])
+        .arg(&model)
+        .arg("--input_list")
+        .arg(&list)
+        .arg("--output_model")
+        .arg(work.path("q.onnx"))
+        .assert()
+        .success()
+        .stderr(contains("folded     1 Add"));
+    let report: serde_json::Value =
+        serde_json::from_slice(&fs::read(work.path("q_report.json")).unwrap()).unwrap();
+    assert_eq!(
+        report["folded"],
+        serde_json::json!([{ "layer": "conv", "folded": "bias_add", "op_type": "Add" }])
+    );
+    assert_eq!(report["tensors"]["conv_bias"]["origin"], "derived");
+    assert_eq!(report["tensors"]["conv_bias"]["bitwidth"], 32);
+    let q = ptq_onnx::load(&work.path("q.onnx")).unwrap().model;
+    let ops: Vec<&str> = q.graph.as_ref().unwrap().node.iter().map(|n| n.op_type()).collect();
+    assert!(!ops.contains(&"Add") && !ops.contains(&"Reshape"), "{ops:?}");
+}
