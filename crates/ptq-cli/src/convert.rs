@@ -5,16 +5,16 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 use ptq_export::qdq_model;
+use ptq_pipeline::prepare::{float_tensors, prepare};
+use ptq_pipeline::{Model, given};
 use ptq_quant::rules::{RuleOptions, layout};
 use ptq_quant::{Config, Mode, assign};
 
 use crate::UsageError;
 use crate::cli::{ConvertArgs, ExportFormat};
+use crate::data_flags::shape_bindings;
 use crate::encodings_file::write_outputs;
-use crate::given;
-use crate::model::Model;
-use crate::quantize::{float_tensors, prepare};
-use crate::ui::Ui;
+use crate::ui::{Terminal, Ui};
 
 pub fn convert(args: &ConvertArgs, ui: &Ui) -> Result<()> {
     let start = Instant::now();
@@ -29,11 +29,12 @@ pub fn convert(args: &ConvertArgs, ui: &Ui) -> Result<()> {
         )));
     }
     let stripped = args.export_format == ExportFormat::Stripped;
+    let events = Terminal::new(ui);
     let mut given = given::gather(
         Model::load(&args.input_network)?,
         args.quantization_overrides.as_deref(),
         stripped,
-        ui,
+        &events,
     )?;
     if stripped {
         write_outputs(&given.model.loaded.model, given.model.dir(), &args.output_path, &[])?;
@@ -57,13 +58,13 @@ pub fn convert(args: &ConvertArgs, ui: &Ui) -> Result<()> {
         &given.model.graph,
         &model.graph,
         args.allow_unknown_override_names,
-        ui,
+        &events,
     )?;
     let layout = layout(&model.graph, RuleOptions::default(), &|t| given.encodings.contains_key(t));
     let assignment = assign(
         &model.graph,
         &layout,
-        &float_tensors(&model, &model.bound_inputs(&args.shapes)?)?,
+        &float_tensors(&model, &model.bound_inputs(&shape_bindings(&args.shapes)?)?)?,
         &config,
         &given.encodings,
         Mode::FloatFallback,

@@ -6,27 +6,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use ptq_algos::Fold;
 use ptq_onnx::proto::ModelProto;
-use ptq_quant::json::{JsonVersion, QuantizerArgs, to_json};
+use ptq_pipeline::Config;
+use ptq_pipeline::simulate::OutputSqnr;
+use ptq_quant::json::to_json;
 use ptq_quant::{Encodings, Kind};
 
-use crate::cli::{EncodingVersion, QuantizeArgs, SchemaArg};
-use crate::summary::OutputSqnr;
-
-pub fn render(encodings: &Encodings, args: &QuantizeArgs) -> Result<String> {
-    let version = match args.encoding_version {
-        EncodingVersion::V1_0_0 => JsonVersion::V1_0_0,
-        EncodingVersion::V0_6_1 => JsonVersion::V0_6_1,
-    };
-    let quantizer_args = QuantizerArgs {
-        activation_bitwidth: args.act_bitwidth,
-        param_bitwidth: args.weights_bitwidth,
-        act_symmetric: args.act_quantizer_schema != SchemaArg::Asymmetric,
-        param_symmetric: args.param_quantizer_schema != SchemaArg::Asymmetric,
-        per_channel: args.use_per_channel_quantization,
-        per_row: args.use_per_row_quantization,
-        bias_bitwidth: args.bias_bitwidth,
-    };
-    Ok(to_json(encodings, &quantizer_args, version)?)
+pub fn render(encodings: &Encodings, config: &Config) -> Result<String> {
+    Ok(to_json(encodings, &config.quantizer_args(), config.json_version)?)
 }
 
 /// Writes the model and its side files (encodings JSON, report) atomically; on failure nothing

@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use ptq_engine::TractEngine;
 use ptq_ir::{Graph, Source, format_shape};
+use ptq_pipeline::Model;
 use ptq_quant::Given;
 use serde::Serialize;
 
 use crate::cli::InspectArgs;
-use crate::model::Model;
+use crate::data_flags::shape_bindings;
 
 #[derive(Serialize)]
 struct Report {
@@ -142,7 +143,7 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
 
 /// Prepares the engine for the inputs as the shape flags bind them, as `run` and `quantize` would.
 fn prepare(model: &Model, args: &InspectArgs) -> Result<Prepared> {
-    let bound = model.bound_inputs(&args.shapes)?;
+    let bound = model.bound_inputs(&shape_bindings(&args.shapes)?)?;
     let unbound: Vec<String> =
         model.graph.inputs.iter().filter(|n| !bound.iter().any(|b| &b.name == *n)).cloned().collect();
     if !unbound.is_empty() {

@@ -3,11 +3,10 @@
 
 mod cli;
 mod convert;
+mod data_flags;
 mod encodings_file;
-mod given;
 mod inspect;
 mod interrupt;
-mod model;
 mod names;
 mod output_dir;
 mod progress;

@@ -1,29 +1,23 @@
 //! `ptq quantize`: calibrate, choose encodings, simulate, write the QDQ model (and JSON).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
-use ptq_algos::Fold;
-use ptq_data::{BoundInput, Samples};
-use ptq_engine::{Engine, TractEngine, run_samples};
-use ptq_export::{Simulation, qdq_model, required_opset, simulation_model};
-use ptq_ir::{DataType, Tensor};
-use ptq_quant::rules::{Layout, RuleOptions, layout};
-use ptq_quant::{Config, Encodings, Given, GivenEncodings, MinMax, Mode, QuantSpec, Schema, assign};
+use anyhow::{Result, bail};
+use ptq_export::qdq_model;
+use ptq_pipeline::calibrate::{Calibration, calibrate};
+use ptq_pipeline::prepare::{float_tensors, prepare};
+use ptq_pipeline::simulate::measure_sqnr;
+use ptq_pipeline::{Config, Model, given};
+use ptq_quant::json::JsonVersion;
+use ptq_quant::rules::{RuleOptions, layout};
+use ptq_quant::{Mode, QuantSpec, Schema, assign};
 
 use crate::UsageError;
-use crate::cli::{DataArgs, QuantizeArgs, SchemaArg};
-use crate::given;
-use crate::model::Model;
-use crate::progress::Progress;
-use crate::summary::{OutputSqnr, Summary};
-use crate::ui::Ui;
-
-/// How many samples the closing SQNR is measured on (the first of the list).
-const SQNR_SAMPLES: usize = 16;
+use crate::cli::{DataArgs, EncodingVersion, QuantizeArgs, SchemaArg};
+use crate::data_flags::{read_options, shape_bindings};
+use crate::summary::Summary;
+use crate::ui::{Terminal, Ui};
 
 fn schema(s: SchemaArg) -> Schema {
     match s {
@@ -161,25 +155,42 @@ pub fn encodings_path(output: &Path) -> PathBuf {
     output.with_file_name(format!("{stem}_encoding.json"))
 }
 
-pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
-    let start = Instant::now();
-    let list = check_flags(args)?;
-    let output = output_path(args)?;
+/// The one configuration of this run, from the flags.
+fn config(args: &QuantizeArgs, ui: &Ui) -> Result<Config> {
     let act = QuantSpec::new(args.act_bitwidth, schema(args.act_quantizer_schema));
     let weight = QuantSpec {
         restricted: restricted_steps(args, ui)?,
         ..QuantSpec::new(args.weights_bitwidth, schema(args.param_quantizer_schema))
     };
-    let config = Config {
-        act,
-        weight,
-        bias_bitwidth: args.bias_bitwidth,
-        per_row_bias: args.enable_per_row_quantized_bias,
-        adjust_bias: args.adjust_bias_encoding,
-        float_bitwidth: args.float_bitwidth,
-        float_bias_bitwidth: args.float_bias_bitwidth,
-        keep_weights_quantized: args.keep_weights_quantized,
-    };
+    Ok(Config {
+        quant: ptq_quant::Config {
+            act,
+            weight,
+            bias_bitwidth: args.bias_bitwidth,
+            per_row_bias: args.enable_per_row_quantized_bias,
+            adjust_bias: args.adjust_bias_encoding,
+            float_bitwidth: args.float_bitwidth,
+            float_bias_bitwidth: args.float_bias_bitwidth,
+            keep_weights_quantized: args.keep_weights_quantized,
+        },
+        rules: RuleOptions {
+            per_channel: args.use_per_channel_quantization,
+            per_row: args.use_per_row_quantization,
+        },
+        json_version: match args.encoding_version {
+            EncodingVersion::V1_0_0 => JsonVersion::V1_0_0,
+            EncodingVersion::V0_6_1 => JsonVersion::V0_6_1,
+        },
+        ..Config::default()
+    })
+}
+
+pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
+    let start = Instant::now();
+    let list = check_flags(args)?;
+    let output = output_path(args)?;
+    let config = config(args, ui)?;
+    let events = Terminal::new(ui);
 
     let stage =
         |name: &str, since: Instant| ui.detail(&format!("{name}: {:.3} s", since.elapsed().as_secs_f64()));
@@ -189,10 +200,16 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
         Model::load(&args.input_model)?,
         g.quantization_overrides.as_deref(),
         g.ignore_quantization_overrides,
-        ui,
+        &events,
     )?;
-    let (model, folded) = prepare(&given.model, &config, &given.encodings)?;
-    given::check(&mut given.encodings, &given.model.graph, &model.graph, g.allow_unknown_override_names, ui)?;
+    let (model, folded) = prepare(&given.model, &config.quant, &given.encodings)?;
+    given::check(
+        &mut given.encodings,
+        &given.model.graph,
+        &model.graph,
+        g.allow_unknown_override_names,
+        &events,
+    )?;
     if list.is_none() && given.encodings.is_empty() {
         bail!(
             "--enable_float_fallback: {} carries no encodings and --quantization_overrides gave none, so there \
@@ -201,28 +218,32 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
         );
     }
     stage("load, convert, fold", t);
-    let rules = RuleOptions {
-        per_channel: args.use_per_channel_quantization,
-        per_row: args.use_per_row_quantization,
-    };
-    let layout = layout(&model.graph, rules, &|t| given.encodings.contains_key(t));
+    let layout = layout(&model.graph, config.rules, &|t| given.encodings.contains_key(t));
     let (assignment, observed, sqnr) = match &list {
         Some(list) => {
-            let samples = model.samples(list, &data_args(args, &model)?)?;
+            let samples = model.samples(list, read_options(&data_args(args, &model)?)?)?;
             let t = Instant::now();
-            let Calibration { ranges, reference } = calibrate(&model, &samples, &layout, SQNR_SAMPLES, ui)?;
+            let Calibration { ranges, reference } =
+                calibrate(&model, &samples, &layout, config.sqnr_samples, &events)?;
             stage("calibrate", t);
             let assignment =
-                assign(&model.graph, &layout, &ranges, &config, &given.encodings, Mode::Calibrate)?;
+                assign(&model.graph, &layout, &ranges, &config.quant, &given.encodings, Mode::Calibrate)?;
             let t = Instant::now();
-            let sqnr = measure_sqnr(&model, &samples.first(SQNR_SAMPLES), &assignment.encodings, &reference)?;
+            let sqnr =
+                measure_sqnr(&model, &samples.first(config.sqnr_samples), &assignment.encodings, &reference)?;
             stage("simulate for SQNR", t);
             (assignment, ranges, sqnr)
         }
         None => {
-            let observed = float_tensors(&model, &model.bound_inputs(&args.data.shapes)?)?;
-            let assignment =
-                assign(&model.graph, &layout, &observed, &config, &given.encodings, Mode::FloatFallback)?;
+            let observed = float_tensors(&model, &model.bound_inputs(&shape_bindings(&args.data.shapes)?)?)?;
+            let assignment = assign(
+                &model.graph,
+                &layout,
+                &observed,
+                &config.quant,
+                &given.encodings,
+                Mode::FloatFallback,
+            )?;
             (assignment, observed, Vec::new())
         }
     };
@@ -234,7 +255,8 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
         ));
     }
 
-    let json = args.dump_encoding_json.then(|| crate::encodings_file::render(encodings, args)).transpose()?;
+    let json =
+        args.dump_encoding_json.then(|| crate::encodings_file::render(encodings, &config)).transpose()?;
     let mut side = vec![(report_path(&output), crate::encodings_file::report(encodings, &folded, &sqnr)?)];
     if let Some(json) = &json {
         side.push((encodings_path(&output), json.clone()));
@@ -255,143 +277,4 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
     let side_paths: Vec<&Path> = side.iter().map(|(p, _)| p.as_path()).collect();
     ui.info(&summary.render(&output, &side_paths));
     Ok(())
-}
-
-/// The float model ptq calibrates: converted to the opset its QDQ form needs (DESIGN.md
-/// Decision 3), with BatchNormalization and per-channel Add/Sub/Mul folded into the layers
-/// before them (Decision 11; qairt's converter squashes them the same way). Returns it with the
-/// folds made.
-pub fn prepare(original: &Model, config: &Config, given: &GivenEncodings) -> Result<(Model, Vec<Fold>)> {
-    let mut loaded = original.loaded.clone();
-    let current =
-        original.graph.opsets.get("").or(original.graph.opsets.get("ai.onnx")).copied().unwrap_or(1);
-    let given_bits = given.values().filter_map(|g| match &g.given {
-        Given::Fixed(e) => Some(e.bitwidth),
-        Given::Bitwidth { bitwidth, .. } => Some(*bitwidth),
-        Given::Float { .. } => None,
-    });
-    let target =
-        required_opset([config.act.bitwidth, config.weight.bitwidth].into_iter().chain(given_bits), current);
-    if target > current {
-        loaded.model = ptq_ir::upgrade_opset(&loaded.model, loaded.dir(), target).with_context(|| {
-            format!("converting {} from opset {current} to {target}", loaded.path.display())
-        })?;
-    }
-    let folded = ptq_algos::fold_layers(&loaded.model, loaded.dir(), &|t| given.contains_key(t))?;
-    loaded.model = folded.model;
-    Ok((Model::new(loaded)?, folded.folded))
-}
-
-/// Every tensor tract's type inference finds float, with an empty range: float fallback's
-/// stand-in for calibration, which tells which tensors can carry an encoding.
-pub fn float_tensors(model: &Model, inputs: &[BoundInput]) -> Result<BTreeMap<String, MinMax>> {
-    let names = ptq_engine::float_tensors(&model.bytes, model.dir(), inputs)?;
-    Ok(names.into_iter().map(|n| (n, MinMax::default())).collect())
-}
-
-/// What calibration saw: the range of every float tensor the layout calibrates, and the graph
-/// outputs of the first samples (the float reference of the closing SQNR).
-struct Calibration {
-    ranges: BTreeMap<String, MinMax>,
-    reference: Vec<Vec<Tensor>>,
-}
-
-/// Runs every sample, keeping the graph outputs of the first `keep`.
-fn calibrate(model: &Model, samples: &Samples, layout: &Layout, keep: usize, ui: &Ui) -> Result<Calibration> {
-    let outputs = &model.graph.outputs;
-    let mut observed: Vec<String> = outputs.clone();
-    let members = layout.classes.iter().flat_map(|c| &c.members);
-    observed.extend(
-        members
-            .filter(|m| !outputs.contains(m) && model.graph.tensor(m).is_some_and(|t| !t.is_constant()))
-            .cloned(),
-    );
-    let engine = TractEngine::new(&model.bytes, model.dir(), samples.inputs(), &observed)?;
-    for ignored in engine.ignored_shapes() {
-        ui.warn(&ignored.to_string());
-    }
-    let ranges = Mutex::new(vec![None::<MinMax>; observed.len()]);
-    let reference = Mutex::new(vec![Vec::new(); keep.min(samples.len())]);
-    let progress = Progress::new(ui, "calibrating", samples.len());
-    run_samples(&engine, samples, |i, sample, mut tensors| -> Result<()> {
-        for (file, count) in &sample.nonfinite {
-            ui.warn(&format!(
-                "{} holds {count} NaN/Inf values (continuing: --allow_nonfinite)",
-                file.display()
-            ));
-        }
-        // Reduce this sample at once; only float tensors get encodings (spec §5.1).
-        let seen: Vec<Option<MinMax>> = tensors
-            .iter()
-            .map(|t| (t.dtype == DataType::Float).then(|| MinMax::of(&t.to_f32().unwrap_or_default())))
-            .collect();
-        if i < keep {
-            tensors.truncate(outputs.len());
-            reference.lock().expect("no worker panics while holding the lock")[i] = tensors;
-        }
-        let mut ranges = ranges.lock().expect("no worker panics while holding the lock");
-        for (acc, s) in ranges.iter_mut().zip(seen) {
-            if let Some(s) = s {
-                acc.get_or_insert_with(MinMax::default).merge(&s);
-            }
-        }
-        progress.inc();
-        Ok(())
-    })?;
-    progress.finish();
-    let ranges = ranges.into_inner().expect("workers are done");
-    let ranges =
-        engine.observed().iter().cloned().zip(ranges).filter_map(|(n, r)| r.map(|r| (n, r))).collect();
-    Ok(Calibration { ranges, reference: reference.into_inner().expect("workers are done") })
-}
-
-/// SQNR of each graph output of the simulated model against the float model's `reference`
-/// outputs of the same samples (models/README.md definition).
-fn measure_sqnr(
-    model: &Model,
-    samples: &Samples,
-    encodings: &Encodings,
-    reference: &[Vec<Tensor>],
-) -> Result<Vec<OutputSqnr>> {
-    let outputs = &model.graph.outputs;
-    let Simulation { model: sim_model, observe_as } =
-        simulation_model(&model.loaded.model, &model.graph, encodings)?;
-    let sim_names: Vec<String> =
-        outputs.iter().map(|o| observe_as.get(o).cloned().unwrap_or_else(|| o.clone())).collect();
-    let sim = TractEngine::new(&ptq_onnx::encode(&sim_model), model.dir(), samples.inputs(), &sim_names)
-        .context("preparing the simulated model")?;
-    // (Σx², Σ(x−x̂)²) per output and sample, summed in sample order for determinism.
-    let per_sample = Mutex::new(vec![Vec::new(); samples.len()]);
-    run_samples(&sim, samples, |i, _, simulated| -> Result<()> {
-        let sums: Vec<Option<(f64, f64)>> = reference[i]
-            .iter()
-            .zip(&simulated)
-            .map(|(x, y)| {
-                let (x, y) = (x.to_f32()?, y.to_f32()?);
-                Some(x.iter().zip(&y).fold((0.0, 0.0), |(s, n), (&a, &b)| {
-                    (s + f64::from(a) * f64::from(a), n + (f64::from(a) - f64::from(b)).powi(2))
-                }))
-            })
-            .collect();
-        per_sample.lock().expect("no worker panics while holding the lock")[i] = sums;
-        Ok(())
-    })?;
-    let per_sample = per_sample.into_inner().expect("workers are done");
-    Ok(outputs
-        .iter()
-        .enumerate()
-        .map(|(k, name)| {
-            let (signal, noise) = per_sample
-                .iter()
-                .filter_map(|s| s.get(k).copied().flatten())
-                .fold((0.0, 0.0), |(a, b), (s, n)| (a + s, b + n));
-            let db = if noise == 0.0 { f64::INFINITY } else { 10.0 * (signal / noise).log10() };
-            OutputSqnr {
-                name: name.clone(),
-                db,
-                samples: samples.len(),
-                quantized: encodings.get(name).is_some(),
-            }
-        })
-        .collect())
 }

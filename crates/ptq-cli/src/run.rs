@@ -7,9 +7,10 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use ptq_engine::{Engine, TractEngine, run_samples};
 use ptq_ir::Graph;
+use ptq_pipeline::Model;
 
 use crate::cli::RunArgs;
-use crate::model::Model;
+use crate::data_flags::read_options;
 use crate::names::file_stems;
 use crate::output_dir::StagedDir;
 use crate::progress::Progress;
@@ -19,7 +20,7 @@ use crate::ui::Ui;
 pub fn run(args: &RunArgs, ui: &Ui) -> Result<()> {
     let start = Instant::now();
     let model = lowered(Model::load(&args.input_model)?, ui)?;
-    let samples = model.samples(&args.input_list, &args.data)?;
+    let samples = model.samples(&args.input_list, read_options(&args.data)?)?;
     for b in samples.inputs() {
         ui.detail(&format!("input {} {} {:?}", b.name, b.dtype, b.shape));
     }

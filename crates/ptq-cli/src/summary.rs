@@ -6,15 +6,9 @@ use std::time::Duration;
 
 use ptq_algos::Fold;
 use ptq_ir::{DataType, Graph};
+use ptq_pipeline::simulate::OutputSqnr;
 use ptq_quant::rules::{Layout, Role};
 use ptq_quant::{Assignment, FloatReason, Kind};
-
-pub struct OutputSqnr {
-    pub name: String,
-    pub db: f64,
-    pub samples: usize,
-    pub quantized: bool,
-}
 
 pub struct Summary {
     /// Folded follower op type → count.

@@ -9,8 +9,8 @@ use ptq_ir::Graph;
 use ptq_quant::overrides_json::{check_names, parse_overrides_with_warnings};
 use ptq_quant::{Given as GivenKind, GivenEncodings};
 
+use crate::Events;
 use crate::model::Model;
-use crate::ui::Ui;
 
 /// The float model (QDQ nodes and float-16 Cast pairs taken out) and every given encoding.
 pub struct Given {
@@ -22,7 +22,7 @@ pub struct Given {
 
 /// Reads what `model` carries and what `overrides` adds; with `ignore`, keeps only the float
 /// model. The override names are checked by [`check`] once the model is prepared.
-pub fn gather(model: Model, overrides: Option<&Path>, ignore: bool, ui: &Ui) -> Result<Given> {
+pub fn gather(model: Model, overrides: Option<&Path>, ignore: bool, events: &dyn Events) -> Result<Given> {
     let (model, mut encodings) = if ptq_export::has_qdq(&model.graph) || has_fp16_pairs(&model) {
         let qat = ptq_export::read_qat(&model.loaded.model, &model.graph)
             .with_context(|| format!("reading the encodings in {}", model.loaded.path.display()))?;
@@ -41,7 +41,7 @@ pub fn gather(model: Model, overrides: Option<&Path>, ignore: bool, ui: &Ui) -> 
             .with_context(|| format!("cannot read --quantization_overrides {}", path.display()))?;
         let (file, warnings) = parse_overrides_with_warnings(path, &text)?;
         for warning in warnings {
-            ui.warn(&warning);
+            events.warn(&warning);
         }
         // Overrides win over the model's own encodings (spec §1.1).
         encodings.extend(file);
@@ -58,7 +58,7 @@ pub fn check(
     original: &Graph,
     prepared: &Graph,
     allow_unknown: bool,
-    ui: &Ui,
+    events: &dyn Events,
 ) -> Result<()> {
     for (name, g) in given.iter_mut() {
         if let (GivenKind::Fixed(e), Some(axis)) =
@@ -72,12 +72,12 @@ pub fn check(
         original.tensors().chain(prepared.tensors()).map(|t| t.name.clone()).collect();
     let channels = |name: &str, axis: usize| prepared.tensor(name)?.shape.as_ref()?.get(axis)?.fixed();
     for warning in check_names(given, &names, &channels, allow_unknown)? {
-        ui.warn(&warning);
+        events.warn(&warning);
     }
     given.retain(|name, _| {
         let kept = prepared.tensor(name).is_some();
         if !kept && names.contains(name) {
-            ui.warn(&format!(
+            events.warn(&format!(
                 "`{name}` no longer exists once the nodes after its layer are folded into it (BatchNormalization, \
                  bias Add, scale Mul); its encoding is ignored"
             ));

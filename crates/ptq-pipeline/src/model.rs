@@ -1,17 +1,15 @@
 //! Loading a model and binding an input list to it: the start of every command.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use ptq_data::{
-    BoundInput, InputList, InputSpec, ReadOptions, Samples, ShapeBindings, parse_input_dimensions,
-};
+use ptq_data::{BoundInput, InputList, InputSpec, ReadOptions, Samples, ShapeBindings};
 use ptq_ir::{Dim, Graph};
 use ptq_onnx::Loaded;
 
-use crate::cli::{DataArgs, ShapeArgs};
-
+/// A model as ptq reads it: the ONNX proto, its encoded bytes (what the engine parses) and the
+/// graph view.
 pub struct Model {
     pub loaded: Loaded,
     /// The file's bytes as prost encodes them (identical to the file when untouched).
@@ -60,45 +58,14 @@ impl Model {
     }
 
     /// Parses the input list and binds it to this model's inputs.
-    pub fn samples(&self, list: &Path, args: &DataArgs) -> Result<Samples> {
-        let shapes = shape_bindings(&args.shapes)?;
-        let specs = self.input_specs(&shapes.dims)?;
-        let opts = ReadOptions {
-            native: args.use_native_input_files,
-            native_names: args.native_input_tensor_names.iter().cloned().collect::<BTreeSet<_>>(),
-            allow_nonfinite: args.allow_nonfinite,
-            shapes,
-        };
+    pub fn samples(&self, list: &Path, opts: ReadOptions) -> Result<Samples> {
+        let specs = self.input_specs(&opts.shapes.dims)?;
         let list = InputList::parse(list)?;
         Ok(Samples::new(list, &specs, opts)?)
     }
 
-    /// The inputs whose shapes the shape flags and the model fix, without data.
-    pub fn bound_inputs(&self, args: &ShapeArgs) -> Result<Vec<BoundInput>> {
-        let shapes = shape_bindings(args)?;
+    /// The inputs whose shapes `shapes` and the model fix, without data.
+    pub fn bound_inputs(&self, shapes: &ShapeBindings) -> Result<Vec<BoundInput>> {
         Ok(shapes.bind(&self.input_specs(&shapes.dims)?)?)
     }
-}
-
-/// The shape flags as one set of bindings.
-fn shape_bindings(args: &ShapeArgs) -> Result<ShapeBindings> {
-    let mut shapes = ShapeBindings::default();
-    let qairt = args.source_model_input_shape.chunks(2).map(|p| format!("{}={}", p[0], p[1]));
-    for arg in args.input_dimensions.iter().cloned().chain(qairt) {
-        let (name, d) = parse_input_dimensions(&arg)?;
-        if shapes.dims.insert(name.clone(), d).is_some() {
-            bail!("--input_dimensions (-s) names input `{name}` twice");
-        }
-    }
-    for pair in args.onnx_define_symbol.chunks(2) {
-        let (symbol, value) = (&pair[0], &pair[1]);
-        let Some(value) = value.parse::<usize>().ok().filter(|&v| v > 0) else {
-            bail!("--onnx_define_symbol {symbol} {value}: the value must be a whole number ≥ 1");
-        };
-        if shapes.symbols.insert(symbol.clone(), value).is_some() {
-            bail!("--onnx_define_symbol defines `{symbol}` twice");
-        }
-    }
-    shapes.batch = args.onnx_override_batch.map(|b| b as usize);
-    Ok(shapes)
 }

@@ -1,0 +1,22 @@
+//! The quantization pipeline as a library (DESIGN.md Decision 16): every command — `quantize`,
+//! `convert`, later `evaluate` and a Python binding — runs the same stages, and none of them
+//! knows flags, terminals or exit codes.
+//!
+//! The stages, in the order data flows through them:
+//! [`Model::load`] → [`given::gather`] (the model's QDQ nodes and an overrides file) →
+//! [`prepare::prepare`] (opset for QDQ, layer folds) → [`given::check`] → the op rules
+//! ([`ptq_quant::rules::layout`]) → [`calibrate::calibrate`] (or [`prepare::float_tensors`]
+//! without data) → [`ptq_quant::assign`] → [`simulate::measure_sqnr`] → the QDQ model
+//! ([`ptq_export::qdq_model`]). [`Events`] carries progress and warnings out to the front end.
+
+pub mod calibrate;
+mod config;
+mod events;
+pub mod given;
+mod model;
+pub mod prepare;
+pub mod simulate;
+
+pub use config::Config;
+pub use events::{Events, Silent};
+pub use model::Model;

@@ -1,0 +1,43 @@
+//! Normalising a model before calibration: the opset its QDQ form needs, and the layer folds.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use ptq_algos::Fold;
+use ptq_data::BoundInput;
+use ptq_export::required_opset;
+use ptq_quant::{Config, Given, GivenEncodings, MinMax};
+
+use crate::model::Model;
+
+/// The float model ptq calibrates: converted to the opset its QDQ form needs (DESIGN.md
+/// Decision 3), with BatchNormalization and per-channel Add/Sub/Mul folded into the layers
+/// before them (Decision 11; qairt's converter squashes them the same way). Returns it with the
+/// folds made.
+pub fn prepare(original: &Model, config: &Config, given: &GivenEncodings) -> Result<(Model, Vec<Fold>)> {
+    let mut loaded = original.loaded.clone();
+    let current =
+        original.graph.opsets.get("").or(original.graph.opsets.get("ai.onnx")).copied().unwrap_or(1);
+    let given_bits = given.values().filter_map(|g| match &g.given {
+        Given::Fixed(e) => Some(e.bitwidth),
+        Given::Bitwidth { bitwidth, .. } => Some(*bitwidth),
+        Given::Float { .. } => None,
+    });
+    let target =
+        required_opset([config.act.bitwidth, config.weight.bitwidth].into_iter().chain(given_bits), current);
+    if target > current {
+        loaded.model = ptq_ir::upgrade_opset(&loaded.model, loaded.dir(), target).with_context(|| {
+            format!("converting {} from opset {current} to {target}", loaded.path.display())
+        })?;
+    }
+    let folded = ptq_algos::fold_layers(&loaded.model, loaded.dir(), &|t| given.contains_key(t))?;
+    loaded.model = folded.model;
+    Ok((Model::new(loaded)?, folded.folded))
+}
+
+/// Every tensor tract's type inference finds float, with an empty range: float fallback's
+/// stand-in for calibration, which tells which tensors can carry an encoding.
+pub fn float_tensors(model: &Model, inputs: &[BoundInput]) -> Result<BTreeMap<String, MinMax>> {
+    let names = ptq_engine::float_tensors(&model.bytes, model.dir(), inputs)?;
+    Ok(names.into_iter().map(|n| (n, MinMax::default())).collect())
+}
