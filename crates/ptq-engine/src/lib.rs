@@ -30,6 +30,8 @@ use ptq_ir::Tensor;
 pub trait Engine: Sync {
     /// The observed tensor names, in the order each run returns their values.
     fn observed(&self) -> &[String];
+    /// The watched tensor names, in the order [`Runner::run_watching`] numbers them.
+    fn watched(&self) -> &[String];
     /// A runner with its own state; one per worker thread.
     fn runner(&self) -> Result<Box<dyn Runner + '_>, Error>;
 }
@@ -37,4 +39,11 @@ pub trait Engine: Sync {
 /// Runs one sample at a time (inputs in graph-input order).
 pub trait Runner {
     fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, Error>;
+    /// [`Runner::run`], handing each watched float32 tensor to `watch` (its index in
+    /// [`Engine::watched`], its values) the moment it is computed.
+    fn run_watching(
+        &mut self,
+        inputs: &[Tensor],
+        watch: &mut dyn FnMut(usize, &[f32]),
+    ) -> Result<Vec<Tensor>, Error>;
 }

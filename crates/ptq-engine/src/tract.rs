@@ -9,6 +9,7 @@ use ptq_data::BoundInput;
 use ptq_ir::Tensor;
 use tract_onnx::pb::{GraphProto, ModelProto};
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::konst::Const;
 use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::convert::{datum_type, from_tract, to_tract};
@@ -24,6 +25,12 @@ pub struct TractEngine {
     /// For each tract source in order: its name and its position in the caller's inputs.
     inputs: Vec<(String, usize)>,
     ignored_shapes: Vec<IgnoredShape>,
+    watched: Vec<String>,
+    /// Per plan node: (output slot, index in `watched`) of the watched tensors it computes.
+    watch_by_node: HashMap<usize, Vec<(usize, usize)>>,
+    /// Watched tensors tract folded into constants (index in `watched`, value): the plan seeds
+    /// them rather than computing them, so each run shows them as they are.
+    watched_constants: Vec<(usize, Arc<tract_onnx::prelude::Tensor>)>,
 }
 
 /// The model as tract reads it, without its declared intermediate shapes (`value_info`): those
@@ -113,13 +120,30 @@ fn set_inputs(
 }
 
 impl TractEngine {
-    /// Prepares `model` (encoded ONNX) for the bound input shapes, observing `observed` (any
-    /// tensor names: graph inputs, constants, intermediates, outputs).
+    /// Prepares `model` (encoded ONNX) for the bound input shapes, returning `observed` (any
+    /// tensor names: graph inputs, constants, intermediates, outputs) from every run.
     pub fn new(
         model: &[u8],
         model_dir: &Path,
         inputs: &[BoundInput],
         observed: &[String],
+    ) -> Result<Self, Error> {
+        TractEngine::watching(model, model_dir, inputs, observed, &[])
+    }
+
+    /// Like [`TractEngine::new`], and [`Runner::run_watching`] shows each of the `watched`
+    /// tensors as soon as it is computed, after which it lives only as long as a later node
+    /// needs it.
+    ///
+    /// The watched tensors are pinned as outputs while tract optimises, so none is fused away,
+    /// and unpinned before the plan is made, so the plan frees each after its last reader. One
+    /// that no output needs (a constant tract folded, a dead end) stays an output.
+    pub fn watching(
+        model: &[u8],
+        model_dir: &Path,
+        inputs: &[BoundInput],
+        observed: &[String],
+        watched: &[String],
     ) -> Result<Self, Error> {
         let mut parsed = parse(model, model_dir)?;
         let unsupported = unsupported::collect(&parsed.model, &parsed.proto, parsed.graph());
@@ -136,17 +160,45 @@ impl TractEngine {
         drop(proto);
         let outlets = observed
             .iter()
+            .chain(watched)
             .map(|n| outlets_by_name.get(n).copied().ok_or_else(|| Error::NoSuchTensor { name: n.clone() }))
             .collect::<Result<Vec<_>, _>>()?;
-        m.select_output_outlets(&outlets)
-            .map_err(|e| Error::Prepare { inputs: describe(inputs), reason: chain(&e) })?;
+        let prepare = |e: TractError| Error::Prepare { inputs: describe(inputs), reason: chain(&e) };
+        m.select_output_outlets(&outlets).map_err(prepare)?;
         // Typing analyses again; a failure there names its node as well.
         let typed = m.clone();
-        let plan = m
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .map_err(|e| contradiction(&typed, inputs, &e))?;
-        Ok(TractEngine { plan, observed: observed.to_vec(), inputs: names, ignored_shapes })
+        let mut optimized = m.into_optimized().map_err(|e| contradiction(&typed, inputs, &e))?;
+        let pinned = optimized.output_outlets().map_err(prepare)?.to_vec();
+        let (returned, watched_outlets) = pinned.split_at(observed.len());
+        optimized.select_output_outlets(returned).map_err(prepare)?;
+        let computed: std::collections::HashSet<usize> =
+            optimized.eval_order().map_err(prepare)?.into_iter().collect();
+        let mut watch_by_node: HashMap<usize, Vec<(usize, usize)>> = HashMap::new();
+        let mut watched_constants = Vec::new();
+        let mut dead_ends = Vec::new();
+        for (k, outlet) in watched_outlets.iter().enumerate() {
+            if let Some(konst) = optimized.node(outlet.node).op_as::<Const>() {
+                watched_constants.push((k, konst.val().clone()));
+                continue;
+            }
+            if !computed.contains(&outlet.node) {
+                dead_ends.push(*outlet);
+            }
+            watch_by_node.entry(outlet.node).or_default().push((outlet.slot, k));
+        }
+        if !dead_ends.is_empty() {
+            optimized.select_output_outlets(&[returned, &dead_ends].concat()).map_err(prepare)?;
+        }
+        let plan = optimized.into_runnable().map_err(prepare)?;
+        Ok(TractEngine {
+            plan,
+            observed: observed.to_vec(),
+            inputs: names,
+            ignored_shapes,
+            watched: watched.to_vec(),
+            watch_by_node,
+            watched_constants,
+        })
     }
 
     /// The model's declared intermediate shapes that contradict the bound inputs (ignored).
@@ -218,6 +270,10 @@ impl Engine for TractEngine {
         &self.observed
     }
 
+    fn watched(&self) -> &[String] {
+        &self.watched
+    }
+
     fn runner(&self) -> Result<Box<dyn Runner + '_>, Error> {
         let state = self.plan.spawn().map_err(|e| Error::Run { reason: chain(&e) })?;
         Ok(Box::new(TractRunner { engine: self, state }))
@@ -229,10 +285,9 @@ struct TractRunner<'a> {
     state: TypedSimpleState,
 }
 
-impl Runner for TractRunner<'_> {
-    fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, Error> {
-        let values = self
-            .engine
+impl TractRunner<'_> {
+    fn values(&self, inputs: &[Tensor]) -> Result<TVec<TValue>, Error> {
+        self.engine
             .inputs
             .iter()
             .map(|(name, position)| {
@@ -242,8 +297,46 @@ impl Runner for TractRunner<'_> {
                 })?;
                 to_tract(name, t).map(TValue::from)
             })
-            .collect::<Result<TVec<_>, _>>()?;
+            .collect()
+    }
+
+    fn outputs(&self, outputs: &[TValue]) -> Result<Vec<Tensor>, Error> {
+        self.engine.observed.iter().zip(outputs).map(|(name, t)| from_tract(name, t)).collect()
+    }
+}
+
+impl Runner for TractRunner<'_> {
+    fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, Error> {
+        let values = self.values(inputs)?;
         let outputs = self.state.run(values).map_err(|e| Error::Run { reason: chain(&e) })?;
-        self.engine.observed.iter().zip(outputs.iter()).map(|(name, t)| from_tract(name, t)).collect()
+        self.outputs(&outputs)
+    }
+
+    fn run_watching(
+        &mut self,
+        inputs: &[Tensor],
+        watch: &mut dyn FnMut(usize, &[f32]),
+    ) -> Result<Vec<Tensor>, Error> {
+        let values = self.values(inputs)?;
+        let by_node = &self.engine.watch_by_node;
+        let outputs = self
+            .state
+            .run_plan_with_eval(values, |ctx, state, node, node_inputs| -> TractResult<TVec<TValue>> {
+                let computed = tract_onnx::tract_core::plan::eval(ctx, state, node, node_inputs)?;
+                for &(slot, k) in by_node.get(&node.id).into_iter().flatten() {
+                    // Only float tensors get encodings (spec §5.1).
+                    if computed[slot].datum_type() == DatumType::F32 {
+                        watch(k, computed[slot].try_as_plain_ram()?.as_slice::<f32>()?);
+                    }
+                }
+                Ok(computed)
+            })
+            .map_err(|e| Error::Run { reason: chain(&e) })?;
+        for (k, t) in &self.engine.watched_constants {
+            if let Ok(values) = t.try_as_plain_ram().and_then(|v| v.as_slice::<f32>()) {
+                watch(*k, values);
+            }
+        }
+        self.outputs(&outputs)
     }
 }

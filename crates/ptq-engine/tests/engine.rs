@@ -89,6 +89,37 @@ fn every_tensor_can_be_observed_and_pinning_does_not_change_outputs() {
 }
 
 #[test]
+fn watched_tensors_are_what_pinned_outputs_return() {
+    // minilm_l3 has Gathers tract folds into constants; ppocr_cls has shape subgraphs and int
+    // tensors, which are not shown (only float32 tensors get encodings).
+    for (name, dims) in [("ppocr_cls", &[("x", &[1usize, 3, 48, 192][..])][..]), ("minilm_l3", &[])] {
+        let p = prepare(name, dims);
+        let outputs = p.graph.outputs.clone();
+        let all: Vec<String> =
+            p.graph.nodes().flat_map(|n| n.outputs.clone()).filter(|o| !o.is_empty()).collect();
+        let pinned = TractEngine::new(&p.bytes, &p.dir, p.samples.inputs(), &all).unwrap();
+        let watching = TractEngine::watching(&p.bytes, &p.dir, p.samples.inputs(), &outputs, &all).unwrap();
+        assert_eq!(watching.watched(), &all[..]);
+        let sample = p.samples.read(0).unwrap();
+        let expected = pinned.runner().unwrap().run(&sample.tensors).unwrap();
+        let mut seen: Vec<Vec<Vec<f32>>> = vec![Vec::new(); all.len()];
+        let returned = watching
+            .runner()
+            .unwrap()
+            .run_watching(&sample.tensors, &mut |k, values| seen[k].push(values.to_vec()))
+            .unwrap();
+        let first_output = all.iter().position(|t| *t == outputs[0]).unwrap();
+        assert_eq!(returned[0], expected[first_output], "{name}: the outputs");
+        for ((tensor, want), got) in all.iter().zip(&expected).zip(&seen) {
+            match want.to_f32().filter(|_| want.dtype == ptq_ir::DataType::Float) {
+                Some(values) => assert_eq!(got, &vec![values], "{name}: `{tensor}` shown once, as computed"),
+                None => assert!(got.is_empty(), "{name}: `{tensor}` is {}, not shown", want.dtype),
+            }
+        }
+    }
+}
+
+#[test]
 fn parallel_runs_equal_one_runner_in_order() {
     let p = prepare("silero_vad_16k", &[]);
     let engine = TractEngine::new(&p.bytes, &p.dir, p.samples.inputs(), &p.graph.outputs).unwrap();

@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use anyhow::Result;
-use ptq_data::Samples;
-use ptq_engine::{Engine, TractEngine, run_samples};
-use ptq_ir::{DataType, Tensor};
-use ptq_quant::MinMax;
+use anyhow::{Context, Result};
+use ptq_data::{Sample, Samples};
+use ptq_engine::{Engine, TractEngine};
+use ptq_ir::Tensor;
 use ptq_quant::rules::Layout;
+use ptq_quant::{MinMax, Observer};
+use rayon::prelude::*;
 
 use crate::Events;
 use crate::model::Model;
@@ -21,7 +22,13 @@ pub struct Calibration {
     pub reference: Vec<Vec<Tensor>>,
 }
 
-/// Runs every sample, keeping the graph outputs of the first `keep`.
+/// How many parts the samples are split into, each gathering its own statistics: fixed, so the
+/// statistics merge in the same order whatever the thread count (DESIGN.md Decision 5).
+const PARTS: usize = 32;
+
+/// Runs every sample, keeping the graph outputs of the first `keep`. Each calibrated tensor
+/// updates its observer the moment the engine computes it and is freed after its last reader,
+/// so memory holds one sample's live tensors per worker, not all of them.
 pub fn calibrate(
     model: &Model,
     samples: &Samples,
@@ -30,48 +37,74 @@ pub fn calibrate(
     events: &dyn Events,
 ) -> Result<Calibration> {
     let outputs = &model.graph.outputs;
-    let mut observed: Vec<String> = outputs.clone();
+    let mut watched: Vec<String> = outputs.clone();
     let members = layout.classes.iter().flat_map(|c| &c.members);
-    observed.extend(
+    watched.extend(
         members
             .filter(|m| !outputs.contains(m) && model.graph.tensor(m).is_some_and(|t| !t.is_constant()))
             .cloned(),
     );
-    let engine = TractEngine::new(&model.bytes, model.dir(), samples.inputs(), &observed)?;
+    let engine = TractEngine::watching(&model.bytes, model.dir(), samples.inputs(), outputs, &watched)?;
     for ignored in engine.ignored_shapes() {
         events.warn(&ignored.to_string());
     }
-    let ranges = Mutex::new(vec![None::<MinMax>; observed.len()]);
     let reference = Mutex::new(vec![Vec::new(); keep.min(samples.len())]);
     events.started("calibrating", samples.len());
-    run_samples(&engine, samples, |i, sample, mut tensors| -> Result<()> {
+    let parts = observe::<MinMax>(&engine, samples, |i, sample, tensors| {
         for (file, count) in &sample.nonfinite {
             events.warn(&format!(
                 "{} holds {count} NaN/Inf values (continuing: --allow_nonfinite)",
                 file.display()
             ));
         }
-        // Reduce this sample at once; only float tensors get encodings (spec §5.1).
-        let seen: Vec<Option<MinMax>> = tensors
-            .iter()
-            .map(|t| (t.dtype == DataType::Float).then(|| MinMax::of(&t.to_f32().unwrap_or_default())))
-            .collect();
         if i < keep {
-            tensors.truncate(outputs.len());
             reference.lock().expect("no worker panics while holding the lock")[i] = tensors;
         }
-        let mut ranges = ranges.lock().expect("no worker panics while holding the lock");
-        for (acc, s) in ranges.iter_mut().zip(seen) {
-            if let Some(s) = s {
-                acc.get_or_insert_with(MinMax::default).merge(&s);
-            }
-        }
         events.advanced();
-        Ok(())
     })?;
     events.finished();
-    let ranges = ranges.into_inner().expect("workers are done");
-    let ranges =
-        engine.observed().iter().cloned().zip(ranges).filter_map(|(n, r)| r.map(|r| (n, r))).collect();
+    let ranges = engine.watched().iter().cloned().zip(parts).filter_map(|(n, r)| r.map(|r| (n, r))).collect();
     Ok(Calibration { ranges, reference: reference.into_inner().expect("workers are done") })
+}
+
+/// Every sample through `engine` in parallel, each watched float tensor into an observer of
+/// its own part of the samples; the parts merge in sample order. `None` for a tensor never seen
+/// as float (only float tensors get encodings, spec §5.1). `done` gets each sample's outputs.
+fn observe<O: Observer>(
+    engine: &TractEngine,
+    samples: &Samples,
+    done: impl Fn(usize, &Sample, Vec<Tensor>) + Sync,
+) -> Result<Vec<Option<O>>> {
+    let n = samples.len();
+    let size = n.div_ceil(PARTS).max(1);
+    let parts: Vec<Vec<Option<O>>> = (0..n.div_ceil(size))
+        .into_par_iter()
+        .map(|part| -> Result<Vec<Option<O>>> {
+            let mut runner = engine.runner()?;
+            let mut seen: Vec<Option<O>> = vec![None; engine.watched().len()];
+            for i in part * size..((part + 1) * size).min(n) {
+                let sample = samples.read(i)?;
+                let outputs = runner
+                    .run_watching(&sample.tensors, &mut |k, values| {
+                        seen[k].get_or_insert_with(O::default).observe(values)
+                    })
+                    .with_context(|| {
+                        format!("{}:{}", samples.list().path.display(), samples.line(i).number)
+                    })?;
+                done(i, &sample, outputs);
+            }
+            Ok(seen)
+        })
+        .collect::<Result<_>>()?;
+    let mut merged: Vec<Option<O>> = vec![None; engine.watched().len()];
+    for part in parts {
+        for (acc, seen) in merged.iter_mut().zip(part) {
+            match (acc.as_mut(), seen) {
+                (Some(acc), Some(seen)) => acc.merge(&seen),
+                (None, seen) => *acc = seen,
+                (Some(_), None) => {}
+            }
+        }
+    }
+    Ok(merged)
 }

@@ -7,7 +7,7 @@ use ptq_ir::{DataType, Graph};
 use crate::rules::{Layout, Role};
 use crate::{
     Encoding, Encodings, Error, FloatReason, FloatTensor, Given, GivenEncodings, Kind, MIN_RANGE, MinMax,
-    Origin, QuantSpec, Schema, TensorEncoding, param_min_width,
+    Observer, Origin, QuantSpec, Schema, TensorEncoding, param_min_width,
 };
 
 /// Concat-like groups whose widths differ by more than this keep separate encodings (Decision 10).

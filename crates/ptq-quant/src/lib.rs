@@ -15,7 +15,7 @@ mod spec;
 
 pub use assign::{Assignment, Config, GROUP_WIDTH_RATIO, Mode, assign};
 pub use error::Error;
-pub use observer::MinMax;
+pub use observer::{MinMax, Observer};
 pub use overrides::{Given, GivenEncoding, GivenEncodings, Section};
 
 pub use encoding::{Encoding, MIN_RANGE, Origin, param_min_width};

@@ -1,5 +1,14 @@
 //! Statistics gathered during calibration.
 
+/// A statistic of one tensor, updated as each sample's values arrive. Workers gather their own
+/// for parts of the samples; the parts are then merged in sample order (DESIGN.md Decision 5),
+/// so an observer's memory is bounded per tensor, not per sample.
+pub trait Observer: Clone + Default + Send {
+    fn observe(&mut self, values: &[f32]);
+    /// Folds in `later`, the statistic of the samples after this one's.
+    fn merge(&mut self, later: &Self);
+}
+
 /// The running range of a tensor (spec §3.3 min-max). NaN values are ignored; the caller refuses
 /// or reports non-finite data before it gets here.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -21,20 +30,6 @@ impl MinMax {
         m
     }
 
-    pub fn observe(&mut self, values: &[f32]) {
-        for &v in values {
-            // `min`/`max` skip NaN.
-            self.min = self.min.min(v);
-            self.max = self.max.max(v);
-        }
-    }
-
-    /// Order-independent, so merging per-worker partials gives the same result for any thread count.
-    pub fn merge(&mut self, other: &MinMax) {
-        self.min = self.min.min(other.min);
-        self.max = self.max.max(other.max);
-    }
-
     /// No value seen (an empty tensor, or nothing observed).
     pub fn is_empty(&self) -> bool {
         self.min > self.max
@@ -42,5 +37,21 @@ impl MinMax {
 
     pub fn width(&self) -> f64 {
         f64::from(self.max) - f64::from(self.min)
+    }
+}
+
+impl Observer for MinMax {
+    fn observe(&mut self, values: &[f32]) {
+        for &v in values {
+            // `min`/`max` skip NaN.
+            self.min = self.min.min(v);
+            self.max = self.max.max(v);
+        }
+    }
+
+    /// Order-independent, so any split of the samples gives the same range.
+    fn merge(&mut self, later: &MinMax) {
+        self.min = self.min.min(later.min);
+        self.max = self.max.max(later.max);
     }
 }
