@@ -278,3 +278,39 @@ fn a_bias_add_after_a_conv_becomes_its_derived_bias_and_the_report_says_so() {
     let ops: Vec<&str> = q.graph.as_ref().unwrap().node.iter().map(|n| n.op_type()).collect();
     assert!(!ops.contains(&"Add") && !ops.contains(&"Reshape"), "{ops:?}");
 }
+
+#[test]
+fn a_tensor_that_is_never_finite_stays_float_with_a_warning_naming_it() {
+    use ptq_onnx::build::{self, FLOAT};
+    // x / 0 is ±Inf for every sample; the Sigmoid after it is finite again.
+    let mut work = Work::new();
+    let m = build::model(
+        13,
+        vec![
+            build::node("Div", "div", &["x", "zero"], &["inf"]),
+            build::node("Sigmoid", "sig", &["inf"], &["s"]),
+            build::node("Add", "add", &["x", "s"], &["y"]),
+        ],
+        vec![build::tensor_value("x", FLOAT, &[1, 4])],
+        vec![build::tensor_value("y", FLOAT, &[1, 4])],
+        vec![build::f32_tensor("zero", &[1], &[0.0])],
+    );
+    let model = work.write("m.onnx", ptq_onnx::encode(&m));
+    work.write("a.raw", common::f32_raw(&[1.0, -2.0, 3.0, 4.0]));
+    work.write("b.raw", common::f32_raw(&[5.0, 6.0, -7.0, 8.0]));
+    let list = work.list("l.txt", &["a.raw", "b.raw"]);
+    work.ptq()
+        .args(["quantize", "--input_model"])
+        .arg(&model)
+        .arg("--input_list")
+        .arg(&list)
+        .arg("--output_model")
+        .arg(work.path("q.onnx"))
+        .assert()
+        .success()
+        .stderr(contains("warning: `inf` holds 8 NaN or Inf values").and(contains("stays float")));
+    let report: serde_json::Value =
+        serde_json::from_slice(&fs::read(work.path("q_report.json")).unwrap()).unwrap();
+    assert!(report["tensors"].get("inf").is_none_or(|t| t["dtype"] == "float"), "{}", report["tensors"]);
+    assert_eq!(report["tensors"]["s"]["dtype"], "int");
+}

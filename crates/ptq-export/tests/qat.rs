@@ -240,7 +240,7 @@ fn digits_cnn_qdq_model_reads_back_as_the_float_model_and_its_encodings() {
         .iter()
         .flat_map(|c| &c.members)
         .filter(|m| g.tensor(m).is_some_and(|t| !t.is_constant()))
-        .map(|m| (m.clone(), MinMax { min: -1.0, max: 3.0 }))
+        .map(|m| (m.clone(), MinMax { min: -1.0, max: 3.0, nonfinite: 0 }))
         .collect();
     let config = Config::default();
     let given = GivenEncodings::new();

@@ -63,7 +63,24 @@ pub fn calibrate(
         events.advanced();
     })?;
     events.finished();
-    let ranges = engine.watched().iter().cloned().zip(parts).filter_map(|(n, r)| r.map(|r| (n, r))).collect();
+    // No uniform grid holds both finite values and infinities (an attention mask's −Inf would
+    // become a finite score): such a tensor stays float, and the user hears why.
+    for (name, seen) in engine.watched().iter().zip(&parts) {
+        if let Some(r) = seen.filter(|r| r.nonfinite > 0) {
+            let everywhere = if r.is_empty() { " — all of its values" } else { "" };
+            events.warn(&format!(
+                "`{name}` holds {} NaN or Inf values over the samples{everywhere}: it stays float",
+                r.nonfinite
+            ));
+        }
+    }
+    let ranges = engine
+        .watched()
+        .iter()
+        .cloned()
+        .zip(parts)
+        .filter_map(|(n, r)| r.filter(|r| r.nonfinite == 0).map(|r| (n, r)))
+        .collect();
     Ok(Calibration { ranges, reference: reference.into_inner().expect("workers are done") })
 }
 

@@ -362,14 +362,18 @@ fn class_ranges(
         .iter()
         .map(|class| {
             if let Some((lo, hi)) = class.fixed_range {
-                return Ok(Some(MinMax { min: lo as f32, max: hi as f32 }));
+                return Ok(Some(MinMax { min: lo as f32, max: hi as f32, nonfinite: 0 }));
             }
             let mut range = MinMax::default();
             for m in &class.members {
                 if let Some(seen) = observed.get(m) {
                     range.merge(seen);
                 } else if is_float_constant(graph, m) {
-                    range.merge(&MinMax::of(&constant_values(graph, m)?.0));
+                    // A constant holding NaN or Inf (a −Inf mask) fits no grid: it stays float.
+                    let values = MinMax::of(&constant_values(graph, m)?.0);
+                    if values.nonfinite == 0 {
+                        range.merge(&values);
+                    }
                 }
             }
             Ok((!range.is_empty()).then_some(range))

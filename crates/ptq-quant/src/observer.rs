@@ -9,17 +9,20 @@ pub trait Observer: Clone + Default + Send {
     fn merge(&mut self, later: &Self);
 }
 
-/// The running range of a tensor (spec §3.3 min-max). NaN values are ignored; the caller refuses
-/// or reports non-finite data before it gets here.
+/// The running range of a tensor's finite values (spec §3.3 min-max). NaN and ±Inf are counted,
+/// not ranged: an encoding stretched to infinity would quantize everything to zero, while the
+/// finite range lets them saturate at the grid's ends.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MinMax {
     pub min: f32,
     pub max: f32,
+    /// How many NaN or ±Inf values were left out.
+    pub nonfinite: u64,
 }
 
 impl Default for MinMax {
     fn default() -> Self {
-        MinMax { min: f32::INFINITY, max: f32::NEG_INFINITY }
+        MinMax { min: f32::INFINITY, max: f32::NEG_INFINITY, nonfinite: 0 }
     }
 }
 
@@ -43,9 +46,12 @@ impl MinMax {
 impl Observer for MinMax {
     fn observe(&mut self, values: &[f32]) {
         for &v in values {
-            // `min`/`max` skip NaN.
-            self.min = self.min.min(v);
-            self.max = self.max.max(v);
+            if v.is_finite() {
+                self.min = self.min.min(v);
+                self.max = self.max.max(v);
+            } else {
+                self.nonfinite += 1;
+            }
         }
     }
 
@@ -53,5 +59,6 @@ impl Observer for MinMax {
     fn merge(&mut self, later: &MinMax) {
         self.min = self.min.min(later.min);
         self.max = self.max.max(later.max);
+        self.nonfinite += later.nonfinite;
     }
 }
