@@ -45,14 +45,46 @@ impl MinMax {
 
 impl Observer for MinMax {
     fn observe(&mut self, values: &[f32]) {
-        for &v in values {
-            if v.is_finite() {
-                self.min = self.min.min(v);
-                self.max = self.max.max(v);
-            } else {
-                self.nonfinite += 1;
+        // Eight independent lanes of branch-free compares, which the compiler turns into SIMD
+        // min/max. A NaN never wins a compare and is counted; an infinity does win, so a tensor
+        // holding one is scanned again, the slow way, to leave it out.
+        const LANES: usize = 8;
+        let mut lo = [f32::INFINITY; LANES];
+        let mut hi = [f32::NEG_INFINITY; LANES];
+        let mut nan = [0u32; LANES];
+        let chunks = values.chunks_exact(LANES);
+        let rest = chunks.remainder();
+        for chunk in chunks {
+            for k in 0..LANES {
+                let v = chunk[k];
+                lo[k] = if v < lo[k] { v } else { lo[k] };
+                hi[k] = if v > hi[k] { v } else { hi[k] };
+                nan[k] += u32::from(v.is_nan());
             }
         }
+        for (k, &v) in rest.iter().enumerate() {
+            lo[k] = if v < lo[k] { v } else { lo[k] };
+            hi[k] = if v > hi[k] { v } else { hi[k] };
+            nan[k] += u32::from(v.is_nan());
+        }
+        let (min, max) = (
+            lo.iter().copied().fold(f32::INFINITY, f32::min),
+            hi.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+        );
+        if min == f32::NEG_INFINITY || max == f32::INFINITY {
+            for &v in values {
+                if v.is_finite() {
+                    self.min = self.min.min(v);
+                    self.max = self.max.max(v);
+                } else {
+                    self.nonfinite += 1;
+                }
+            }
+            return;
+        }
+        self.min = self.min.min(min);
+        self.max = self.max.max(max);
+        self.nonfinite += nan.iter().map(|&n| u64::from(n)).sum::<u64>();
     }
 
     /// Order-independent, so any split of the samples gives the same range.
@@ -60,5 +92,43 @@ impl Observer for MinMax {
         self.min = self.min.min(later.min);
         self.max = self.max.max(later.max);
         self.nonfinite += later.nonfinite;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn min_max_over_finite_values_counting_the_rest() {
+        // 19 values: two chunks of eight and a remainder, extremes in the remainder.
+        let mut v: Vec<f32> = (0..16).map(|i| i as f32 * 0.5 - 3.0).collect();
+        v.extend([-7.25, 9.5, 0.0]);
+        let m = MinMax::of(&v);
+        assert_eq!((m.min, m.max, m.nonfinite), (-7.25, 9.5, 0));
+        v[3] = f32::NAN;
+        v[17] = f32::NAN;
+        let m = MinMax::of(&v);
+        assert_eq!((m.min, m.max, m.nonfinite), (-7.25, 4.5, 2));
+        v[5] = f32::INFINITY;
+        v[11] = f32::NEG_INFINITY;
+        let m = MinMax::of(&v);
+        assert_eq!((m.min, m.max, m.nonfinite), (-7.25, 4.5, 4));
+    }
+
+    #[test]
+    fn nothing_finite_is_empty() {
+        assert!(MinMax::of(&[]).is_empty());
+        let m = MinMax::of(&[f32::NAN, f32::INFINITY, f32::NEG_INFINITY]);
+        assert!(m.is_empty());
+        assert_eq!(m.nonfinite, 3);
+    }
+
+    #[test]
+    fn merging_parts_equals_observing_all() {
+        let v: Vec<f32> = (0..100).map(|i| ((i * 37) % 101) as f32 - 50.0).collect();
+        let mut parts = MinMax::of(&v[..30]);
+        parts.merge(&MinMax::of(&v[30..]));
+        assert_eq!(parts, MinMax::of(&v));
     }
 }
