@@ -45,10 +45,67 @@ impl MinMax {
 
 impl Observer for MinMax {
     fn observe(&mut self, values: &[f32]) {
-        // Eight independent lanes of branch-free compares, which the compiler turns into SIMD
-        // min/max. A NaN never wins a compare and is counted; an infinity does win, so a tensor
-        // holding one is scanned again, the slow way, to leave it out.
-        const LANES: usize = 8;
+        let (min, max, nan) = lanes::range(values);
+        if min == f32::NEG_INFINITY || max == f32::INFINITY {
+            // An infinity wins the fast compares: scan again, the slow way, to leave it out.
+            for &v in values {
+                if v.is_finite() {
+                    self.min = self.min.min(v);
+                    self.max = self.max.max(v);
+                } else {
+                    self.nonfinite += 1;
+                }
+            }
+            return;
+        }
+        self.min = self.min.min(min);
+        self.max = self.max.max(max);
+        self.nonfinite += nan;
+    }
+
+    /// Order-independent, so any split of the samples gives the same range.
+    fn merge(&mut self, later: &MinMax) {
+        self.min = self.min.min(later.min);
+        self.max = self.max.max(later.max);
+        self.nonfinite += later.nonfinite;
+    }
+}
+
+/// The min-max hot loop: 16 independent lanes of branch-free compares, which the compiler turns
+/// into SIMD min/max, built for the widest vector unit the processor has (checked once).
+mod lanes {
+    const LANES: usize = 16;
+
+    /// (min, max, NaN count) of `values`; a NaN never wins a compare, an infinity does.
+    pub fn range(values: &[f32]) -> (f32, f32, u64) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the processor has AVX-512F (checked just above).
+                return unsafe { avx512(values) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the processor has AVX2 (checked just above).
+                return unsafe { avx2(values) };
+            }
+        }
+        portable(values)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn avx512(values: &[f32]) -> (f32, f32, u64) {
+        portable(values)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn avx2(values: &[f32]) -> (f32, f32, u64) {
+        portable(values)
+    }
+
+    #[inline(always)]
+    fn portable(values: &[f32]) -> (f32, f32, u64) {
         let mut lo = [f32::INFINITY; LANES];
         let mut hi = [f32::NEG_INFINITY; LANES];
         let mut nan = [0u32; LANES];
@@ -67,31 +124,9 @@ impl Observer for MinMax {
             hi[k] = if v > hi[k] { v } else { hi[k] };
             nan[k] += u32::from(v.is_nan());
         }
-        let (min, max) = (
-            lo.iter().copied().fold(f32::INFINITY, f32::min),
-            hi.iter().copied().fold(f32::NEG_INFINITY, f32::max),
-        );
-        if min == f32::NEG_INFINITY || max == f32::INFINITY {
-            for &v in values {
-                if v.is_finite() {
-                    self.min = self.min.min(v);
-                    self.max = self.max.max(v);
-                } else {
-                    self.nonfinite += 1;
-                }
-            }
-            return;
-        }
-        self.min = self.min.min(min);
-        self.max = self.max.max(max);
-        self.nonfinite += nan.iter().map(|&n| u64::from(n)).sum::<u64>();
-    }
-
-    /// Order-independent, so any split of the samples gives the same range.
-    fn merge(&mut self, later: &MinMax) {
-        self.min = self.min.min(later.min);
-        self.max = self.max.max(later.max);
-        self.nonfinite += later.nonfinite;
+        let min = lo.iter().copied().fold(f32::INFINITY, f32::min);
+        let max = hi.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        (min, max, nan.iter().map(|&n| u64::from(n)).sum())
     }
 }
 
