@@ -183,7 +183,7 @@ impl FakeQuant {
     /// few times slower than the rest of this function; adding and subtracting 1.5·2^23 rounds
     /// half to even in the FPU's default mode instead, exactly, for |v| < 2^22. `v` is clamped
     /// first to one step beyond the grid, which changes no result.
-    #[inline]
+    #[inline(always)]
     fn apply(x: f32, scale: f32, zp: f32, qmin: f32, qmax: f32) -> f32 {
         const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23
         let v = (x / scale).clamp(qmin - zp - 1.0, qmax - zp + 1.0);
@@ -200,6 +200,44 @@ impl FakeQuant {
             );
         }
         Ok(())
+    }
+}
+
+/// [`FakeQuant::apply`] over a slice, built for the widest vector unit the processor has
+/// (checked at run time): the same arithmetic, so the same results, 16 or 8 lanes at a time.
+mod simd {
+    use super::FakeQuant;
+
+    pub fn apply_all(values: &mut [f32], scale: f32, zp: f32, qmin: f32, qmax: f32) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the processor has AVX-512F (checked just above).
+                return unsafe { avx512(values, scale, zp, qmin, qmax) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the processor has AVX2 (checked just above).
+                return unsafe { avx2(values, scale, zp, qmin, qmax) };
+            }
+        }
+        portable(values, scale, zp, qmin, qmax)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn avx512(values: &mut [f32], scale: f32, zp: f32, qmin: f32, qmax: f32) {
+        portable(values, scale, zp, qmin, qmax)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn avx2(values: &mut [f32], scale: f32, zp: f32, qmin: f32, qmax: f32) {
+        portable(values, scale, zp, qmin, qmax)
+    }
+
+    #[inline(always)]
+    fn portable(values: &mut [f32], scale: f32, zp: f32, qmin: f32, qmax: f32) {
+        values.iter_mut().for_each(|v| *v = FakeQuant::apply(*v, scale, zp, qmin, qmax));
     }
 }
 
@@ -235,17 +273,13 @@ impl EvalOp for FakeQuant {
         let values = ram.as_slice_mut::<f32>()?;
         let (qmin, qmax) = (self.qmin, self.qmax);
         match self.axis {
-            None => {
-                let (s, zp) = (self.scale[0], self.zero_point[0]);
-                values.iter_mut().for_each(|v| *v = Self::apply(*v, s, zp, qmin, qmax));
-            }
+            None => simd::apply_all(values, self.scale[0], self.zero_point[0], qmin, qmax),
             Some(_) if values.is_empty() || inner == 0 => {}
             Some(_) => {
                 let channels = self.scale.len();
                 for (k, run) in values.chunks_mut(inner).enumerate() {
                     let c = k % channels;
-                    let (s, zp) = (self.scale[c], self.zero_point[c]);
-                    run.iter_mut().for_each(|v| *v = Self::apply(*v, s, zp, qmin, qmax));
+                    simd::apply_all(run, self.scale[c], self.zero_point[c], qmin, qmax);
                 }
             }
         }
