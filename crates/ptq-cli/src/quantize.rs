@@ -4,14 +4,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Result, bail};
-use ptq_export::qdq_model;
-use ptq_pipeline::calibrate::{Calibration, calibrate};
-use ptq_pipeline::prepare::{float_tensors, prepare};
-use ptq_pipeline::simulate::measure_sqnr;
-use ptq_pipeline::{Config, Model, given};
+use ptq_ir::Graph;
+use ptq_pipeline::{Config, Data, Job, Quantized};
 use ptq_quant::json::JsonVersion;
-use ptq_quant::rules::{RuleOptions, layout};
-use ptq_quant::{Mode, QuantSpec, Schema, assign};
+use ptq_quant::rules::RuleOptions;
+use ptq_quant::{QuantSpec, Schema};
 
 use crate::UsageError;
 use crate::cli::{DataArgs, EncodingVersion, QuantizeArgs, SchemaArg};
@@ -96,13 +93,12 @@ fn restricted_steps(args: &QuantizeArgs, ui: &Ui) -> Result<Option<(i64, i64)>> 
 
 /// The data flags, with `--preserve_io_datatype`'s native reading added: its names must be
 /// inputs or outputs of the model (outputs keep their dtype anyway: QDQ models end in float).
-fn data_args(args: &QuantizeArgs, model: &Model) -> Result<DataArgs> {
+fn data_args(args: &QuantizeArgs, g: &Graph) -> Result<DataArgs> {
     let mut data = args.data.clone();
     match &args.preserve_io_datatype {
         None => {}
         Some(names) if names.is_empty() => data.use_native_input_files = true,
         Some(names) => {
-            let g = &model.graph;
             for name in names {
                 if g.inputs.contains(name) {
                     data.native_input_tensor_names.push(name.clone());
@@ -191,73 +187,25 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
     let output = output_path(args)?;
     let config = config(args, ui)?;
     let events = Terminal::new(ui);
-
-    let stage =
-        |name: &str, since: Instant| ui.detail(&format!("{name}: {:.3} s", since.elapsed().as_secs_f64()));
-    let t = Instant::now();
-    let g = &args.given;
-    let mut given = given::gather(
-        Model::load(&args.input_model)?,
-        g.quantization_overrides.as_deref(),
-        g.ignore_quantization_overrides,
-        &events,
-    )?;
-    let (model, folded) = prepare(&given.model, &config.quant, &given.encodings)?;
-    given::check(
-        &mut given.encodings,
-        &given.model.graph,
-        &model.graph,
-        g.allow_unknown_override_names,
-        &events,
-    )?;
-    if list.is_none() && given.encodings.is_empty() {
-        bail!(
-            "--enable_float_fallback: {} carries no encodings and --quantization_overrides gave none, so there \
-             is nothing to propagate; calibrate with --input_list instead",
-            args.input_model.display()
-        );
-    }
-    stage("load, convert, fold", t);
-    let layout = layout(&model.graph, config.rules, &|t| given.encodings.contains_key(t));
-    let (assignment, observed, sqnr) = match &list {
-        Some(list) => {
-            let samples = model.samples(list, read_options(&data_args(args, &model)?)?)?;
-            let t = Instant::now();
-            let Calibration { ranges, reference } =
-                calibrate(&model, &samples, &layout, config.sqnr_samples, &events)?;
-            stage("calibrate", t);
-            let assignment =
-                assign(&model.graph, &layout, &ranges, &config.quant, &given.encodings, Mode::Calibrate)?;
-            let t = Instant::now();
-            let sqnr =
-                measure_sqnr(&model, &samples.first(config.sqnr_samples), &assignment.encodings, &reference)?;
-            stage("simulate for SQNR", t);
-            (assignment, ranges, sqnr)
-        }
-        None => {
-            let observed = float_tensors(&model, &model.bound_inputs(&shape_bindings(&args.data.shapes)?)?)?;
-            let assignment = assign(
-                &model.graph,
-                &layout,
-                &observed,
-                &config.quant,
-                &given.encodings,
-                Mode::FloatFallback,
-            )?;
-            (assignment, observed, Vec::new())
-        }
+    let shapes = shape_bindings(&args.data.shapes)?;
+    let read = |graph: &Graph| read_options(&data_args(args, graph)?);
+    let job = Job {
+        model: &args.input_model,
+        overrides: args.given.quantization_overrides.as_deref(),
+        ignore_given: args.given.ignore_quantization_overrides,
+        allow_unknown_names: args.given.allow_unknown_override_names,
+        data: match &list {
+            Some(list) => Data::Calibrate { list, read: &read },
+            None => Data::FloatFallback { shapes: &shapes },
+        },
     };
-    let encodings = &assignment.encodings;
-    let qdq = qdq_model(&model.loaded.model, &model.graph, encodings)?;
-    for (kept, other) in &assignment.conflicts {
-        ui.warn(&format!(
-            "`{other}` keeps its given encoding, which differs from `{kept}`'s that the tensors around it share"
-        ));
-    }
+    let Quantized { model, layout, assignment, observed, folds, sqnr, qdq } =
+        ptq_pipeline::quantize(&config, &job, &events)?;
 
+    let encodings = &assignment.encodings;
     let json =
         args.dump_encoding_json.then(|| crate::encodings_file::render(encodings, &config)).transpose()?;
-    let mut side = vec![(report_path(&output), crate::encodings_file::report(encodings, &folded, &sqnr)?)];
+    let mut side = vec![(report_path(&output), crate::encodings_file::report(encodings, &folds, &sqnr)?)];
     if let Some(json) = &json {
         side.push((encodings_path(&output), json.clone()));
     }
@@ -265,7 +213,7 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
 
     let mut summary =
         Summary::new(&model.graph, &layout, observed.keys(), &assignment, sqnr, start.elapsed());
-    summary.set_folds(&folded);
+    summary.set_folds(&folds);
     if ui.verbose > 0 {
         for (name, t) in &encodings.tensors {
             ui.detail(&format!("  {name}: int {}-bit, {}", t.encoding.bitwidth, t.encoding.origin));

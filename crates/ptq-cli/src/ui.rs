@@ -70,4 +70,8 @@ impl Events for Terminal<'_> {
             bar.finish();
         }
     }
+
+    fn timed(&self, stage: &str, elapsed: std::time::Duration) {
+        self.ui.detail(&format!("{stage}: {:.3} s", elapsed.as_secs_f64()));
+    }
 }

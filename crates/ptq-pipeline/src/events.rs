@@ -11,6 +11,8 @@ pub trait Events: Sync {
     fn advanced(&self) {}
     /// The current stage is done.
     fn finished(&self) {}
+    /// A stage took `elapsed`.
+    fn timed(&self, _stage: &str, _elapsed: std::time::Duration) {}
 }
 
 /// Events nobody listens to.

@@ -2,7 +2,7 @@
 //! `convert`, later `evaluate` and a Python binding — runs the same stages, and none of them
 //! knows flags, terminals or exit codes.
 //!
-//! The stages, in the order data flows through them:
+//! [`quantize`] runs them all for one [`Job`]. The stages, in the order data flows through them:
 //! [`Model::load`] → [`given::gather`] (the model's QDQ nodes and an overrides file) →
 //! [`prepare::prepare`] (opset for QDQ, layer folds) → [`given::check`] → the op rules
 //! ([`ptq_quant::rules::layout`]) → [`calibrate::calibrate`] (or [`prepare::float_tensors`]
@@ -15,8 +15,10 @@ mod events;
 pub mod given;
 mod model;
 pub mod prepare;
+mod quantize;
 pub mod simulate;
 
 pub use config::Config;
 pub use events::{Events, Silent};
 pub use model::Model;
+pub use quantize::{Data, Job, Quantized, quantize};

@@ -1,0 +1,107 @@
+//! The whole quantization run: load → given encodings → prepare → op rules → calibrate (or
+//! float fallback) → choose encodings → simulate → the QDQ model. The front end writes the
+//! files and prints the summary from what this returns.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use ptq_algos::Fold;
+use ptq_data::{ReadOptions, ShapeBindings};
+use ptq_export::qdq_model;
+use ptq_ir::Graph;
+use ptq_onnx::proto::ModelProto;
+use ptq_quant::rules::{Layout, layout};
+use ptq_quant::{Assignment, MinMax, Mode, assign};
+
+use crate::calibrate::{Calibration, calibrate};
+use crate::prepare::{float_tensors, prepare};
+use crate::simulate::{OutputSqnr, measure_sqnr};
+use crate::{Config, Events, Model, given};
+
+/// Where the encodings that are not given come from.
+pub enum Data<'a> {
+    /// Calibrate on an input list; `read` says how to read it, given the (prepared) graph.
+    Calibrate { list: &'a Path, read: &'a dyn Fn(&Graph) -> Result<ReadOptions> },
+    /// No samples: propagate the given encodings, leave the rest float (the shapes let type
+    /// inference find the float tensors).
+    FloatFallback { shapes: &'a ShapeBindings },
+}
+
+/// What to quantize.
+pub struct Job<'a> {
+    pub model: &'a Path,
+    /// An AIMET/QAIRT overrides file.
+    pub overrides: Option<&'a Path>,
+    /// Drop every given encoding (the model's QDQ nodes and the overrides).
+    pub ignore_given: bool,
+    /// Override names the model lacks are warnings, not errors.
+    pub allow_unknown_names: bool,
+    pub data: Data<'a>,
+}
+
+/// The result of a run: the QDQ model and everything the summaries report.
+pub struct Quantized {
+    /// The model as calibrated (opset converted, layers folded).
+    pub model: Model,
+    pub layout: Layout,
+    pub assignment: Assignment,
+    /// The tensors calibration (or type inference) saw float, with their ranges.
+    pub observed: BTreeMap<String, MinMax>,
+    pub folds: Vec<Fold>,
+    /// Per graph output, on the first samples; empty without samples.
+    pub sqnr: Vec<OutputSqnr>,
+    pub qdq: ModelProto,
+}
+
+pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quantized> {
+    let t = Instant::now();
+    let mut given = given::gather(Model::load(job.model)?, job.overrides, job.ignore_given, events)?;
+    let (model, folds) = prepare(&given.model, &config.quant, &given.encodings)?;
+    given::check(&mut given.encodings, &given.model.graph, &model.graph, job.allow_unknown_names, events)?;
+    if matches!(job.data, Data::FloatFallback { .. }) && given.encodings.is_empty() {
+        bail!(
+            "{} carries no encodings and none were given, so float fallback has nothing to propagate; \
+             calibrate with an input list instead",
+            job.model.display()
+        );
+    }
+    events.timed("load, convert, fold", t.elapsed());
+    let layout = layout(&model.graph, config.rules, &|t| given.encodings.contains_key(t));
+    let (assignment, observed, sqnr) = match &job.data {
+        Data::Calibrate { list, read } => {
+            let samples = model.samples(list, read(&model.graph)?)?;
+            let t = Instant::now();
+            let Calibration { ranges, reference } =
+                calibrate(&model, &samples, &layout, config.sqnr_samples, events)?;
+            events.timed("calibrate", t.elapsed());
+            let assignment =
+                assign(&model.graph, &layout, &ranges, &config.quant, &given.encodings, Mode::Calibrate)?;
+            let t = Instant::now();
+            let sqnr =
+                measure_sqnr(&model, &samples.first(config.sqnr_samples), &assignment.encodings, &reference)?;
+            events.timed("simulate for SQNR", t.elapsed());
+            (assignment, ranges, sqnr)
+        }
+        Data::FloatFallback { shapes } => {
+            let observed = float_tensors(&model, &model.bound_inputs(shapes)?)?;
+            let assignment = assign(
+                &model.graph,
+                &layout,
+                &observed,
+                &config.quant,
+                &given.encodings,
+                Mode::FloatFallback,
+            )?;
+            (assignment, observed, Vec::new())
+        }
+    };
+    let qdq = qdq_model(&model.loaded.model, &model.graph, &assignment.encodings)?;
+    for (kept, other) in &assignment.conflicts {
+        events.warn(&format!(
+            "`{other}` keeps its given encoding, which differs from `{kept}`'s that the tensors around it share"
+        ));
+    }
+    Ok(Quantized { model, layout, assignment, observed, folds, sqnr, qdq })
+}
