@@ -4,11 +4,7 @@
 use std::time::Instant;
 
 use anyhow::{Result, bail};
-use ptq_export::qdq_model;
-use ptq_pipeline::prepare::{float_tensors, prepare};
-use ptq_pipeline::{Model, given};
-use ptq_quant::rules::{RuleOptions, layout};
-use ptq_quant::{Config, Mode, assign};
+use ptq_pipeline::{Config, Data, Job, Model, Quantized, given};
 
 use crate::UsageError;
 use crate::cli::{ConvertArgs, ExportFormat};
@@ -28,15 +24,9 @@ pub fn convert(args: &ConvertArgs, ui: &Ui) -> Result<()> {
             args.output_path.display()
         )));
     }
-    let stripped = args.export_format == ExportFormat::Stripped;
     let events = Terminal::new(ui);
-    let mut given = given::gather(
-        Model::load(&args.input_network)?,
-        args.quantization_overrides.as_deref(),
-        stripped,
-        &events,
-    )?;
-    if stripped {
+    if args.export_format == ExportFormat::Stripped {
+        let given = given::gather(Model::load(&args.input_network)?, None, true, &events)?;
         write_outputs(&given.model.loaded.model, given.model.dir(), &args.output_path, &[])?;
         ui.info(&format!(
             "ptq convert: wrote the float model {} ({} encodings dropped) in {:.2} s",
@@ -48,47 +38,35 @@ pub fn convert(args: &ConvertArgs, ui: &Ui) -> Result<()> {
     }
     // Only given encodings are written; the specs shape nothing but the opset the model needs.
     let config = Config {
-        float_bitwidth: args.float_bitwidth,
-        float_bias_bitwidth: args.float_bias_bitwidth,
+        quant: ptq_quant::Config {
+            float_bitwidth: args.float_bitwidth,
+            float_bias_bitwidth: args.float_bias_bitwidth,
+            ..ptq_quant::Config::default()
+        },
         ..Config::default()
     };
-    let (model, folded) = prepare(&given.model, &config, &given.encodings)?;
-    given::check(
-        &mut given.encodings,
-        &given.model.graph,
-        &model.graph,
-        args.allow_unknown_override_names,
-        &events,
-    )?;
-    let layout = layout(&model.graph, RuleOptions::default(), &|t| given.encodings.contains_key(t));
-    let assignment = assign(
-        &model.graph,
-        &layout,
-        &float_tensors(&model, &model.bound_inputs(&shape_bindings(&args.shapes)?)?)?,
-        &config,
-        &given.encodings,
-        Mode::FloatFallback,
-    )?;
-    for (kept, other) in &assignment.conflicts {
-        ui.warn(&format!(
-            "`{other}` keeps its given encoding, which differs from `{kept}`'s that the tensors around it share"
-        ));
-    }
-    let encodings = &assignment.encodings;
-    let qdq = qdq_model(&model.loaded.model, &model.graph, encodings)?;
+    let shapes = shape_bindings(&args.shapes)?;
+    let job = Job {
+        model: &args.input_network,
+        overrides: args.quantization_overrides.as_deref(),
+        ignore_given: false,
+        allow_unknown_names: args.allow_unknown_override_names,
+        data: Data::FloatFallback { shapes: &shapes },
+    };
+    let Quantized { model, assignment, folds, qdq, given, given_by_model, .. } =
+        ptq_pipeline::quantize(&config, &job, &events)?;
     write_outputs(&qdq, model.dir(), &args.output_path, &[])?;
+    let encodings = &assignment.encodings;
     let fp16 = encodings.floats.values().filter(|f| f.bitwidth == 16).count();
     ui.info(&format!(
-        "ptq convert: wrote {} in {:.2} s: {} given encodings ({} from the model), {} integer tensors, \
-         {} float tensors ({} at 16 bit), {} nodes folded into the layers before them",
+        "ptq convert: wrote {} in {:.2} s: {given} given encodings ({given_by_model} from the model), {} integer \
+         tensors, {} float tensors ({} at 16 bit), {} nodes folded into the layers before them",
         args.output_path.display(),
         start.elapsed().as_secs_f64(),
-        given.encodings.len(),
-        given.from_model,
         encodings.tensors.len(),
         encodings.floats.len(),
         fp16,
-        folded.len()
+        folds.len()
     ));
     Ok(())
 }

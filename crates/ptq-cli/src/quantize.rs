@@ -199,8 +199,15 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
             None => Data::FloatFallback { shapes: &shapes },
         },
     };
-    let Quantized { model, layout, assignment, observed, folds, sqnr, qdq } =
+    let Quantized { model, layout, assignment, observed, folds, sqnr, qdq, given, .. } =
         ptq_pipeline::quantize(&config, &job, &events)?;
+    if list.is_none() && given == 0 {
+        bail!(
+            "--enable_float_fallback: {} carries no encodings and --quantization_overrides gave none, so there \
+             is nothing to propagate; calibrate with --input_list instead",
+            args.input_model.display()
+        );
+    }
 
     let encodings = &assignment.encodings;
     let json =

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use ptq_algos::Fold;
 use ptq_data::{ReadOptions, ShapeBindings};
 use ptq_export::qdq_model;
@@ -53,6 +53,9 @@ pub struct Quantized {
     /// Per graph output, on the first samples; empty without samples.
     pub sqnr: Vec<OutputSqnr>,
     pub qdq: ModelProto,
+    /// How many encodings were given, and how many of them by the model's own QDQ nodes.
+    pub given: usize,
+    pub given_by_model: usize,
 }
 
 pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quantized> {
@@ -60,13 +63,6 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
     let mut given = given::gather(Model::load(job.model)?, job.overrides, job.ignore_given, events)?;
     let (model, folds) = prepare(&given.model, &config.quant, &given.encodings)?;
     given::check(&mut given.encodings, &given.model.graph, &model.graph, job.allow_unknown_names, events)?;
-    if matches!(job.data, Data::FloatFallback { .. }) && given.encodings.is_empty() {
-        bail!(
-            "{} carries no encodings and none were given, so float fallback has nothing to propagate; \
-             calibrate with an input list instead",
-            job.model.display()
-        );
-    }
     events.timed("load, convert, fold", t.elapsed());
     let layout = layout(&model.graph, config.rules, &|t| given.encodings.contains_key(t));
     let (assignment, observed, sqnr) = match &job.data {
@@ -103,5 +99,6 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
             "`{other}` keeps its given encoding, which differs from `{kept}`'s that the tensors around it share"
         ));
     }
-    Ok(Quantized { model, layout, assignment, observed, folds, sqnr, qdq })
+    let (given, given_by_model) = (given.encodings.len(), given.from_model);
+    Ok(Quantized { model, layout, assignment, observed, folds, sqnr, qdq, given, given_by_model })
 }
