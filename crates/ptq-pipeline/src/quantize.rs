@@ -23,7 +23,7 @@ use crate::{Config, Events, Model, given};
 /// Where the encodings that are not given come from.
 pub enum Data<'a> {
     /// Calibrate on an input list; `read` says how to read it, given the (prepared) graph.
-    Calibrate { list: &'a Path, read: &'a dyn Fn(&Graph) -> Result<ReadOptions> },
+    Calibrate { list: &'a Path, read: &'a (dyn Fn(&Graph) -> Result<ReadOptions> + Sync) },
     /// No samples: propagate the given encodings, leave the rest float (the shapes let type
     /// inference find the float tensors).
     FloatFallback { shapes: &'a ShapeBindings },
