@@ -5,7 +5,6 @@ mod common;
 use std::fs;
 use std::path::PathBuf;
 
-use assert_cmd::Command;
 use common::{Work, model, zoo_lines};
 use predicates::prelude::*;
 use predicates::str::contains;
@@ -13,16 +12,6 @@ use serde_json::{Value, json};
 
 fn calib(work: &mut Work) -> PathBuf {
     work.list("calib.txt", &zoo_lines("digits_cnn", "calib.txt", 16))
-}
-
-fn quantize(work: &Work, input: &PathBuf, out: &str) -> Command {
-    let mut cmd = work.ptq();
-    cmd.arg("quantize").arg("--input_model").arg(input).arg("--output_model").arg(work.path(out));
-    cmd
-}
-
-fn read_json(work: &Work, name: &str) -> Value {
-    serde_json::from_slice(&fs::read(work.path(name)).unwrap()).unwrap()
 }
 
 fn entry<'a>(doc: &'a Value, name: &str) -> Option<&'a Value> {
@@ -44,7 +33,7 @@ fn ops(work: &Work, file: &str) -> Vec<(String, String)> {
 fn dump_convert_fallback_round_trip_is_byte_identical() {
     let mut work = Work::new();
     let list = calib(&mut work);
-    quantize(&work, &model("digits_cnn"), "q.onnx")
+    work.quantize(&model("digits_cnn"), "q.onnx")
         .args(["--use_per_channel_quantization", "--dump_encoding_json", "--input_list"])
         .arg(&list)
         .assert()
@@ -57,7 +46,7 @@ fn dump_convert_fallback_round_trip_is_byte_identical() {
         .arg("--output_path")
         .arg(work.path("c.onnx"));
     convert.assert().success();
-    quantize(&work, &work.path("c.onnx"), "r.onnx").arg("--enable_float_fallback").assert().success();
+    work.quantize(&work.path("c.onnx"), "r.onnx").arg("--enable_float_fallback").assert().success();
     assert!(fs::read(work.path("q.onnx")).unwrap() == fs::read(work.path("r.onnx")).unwrap());
 }
 
@@ -66,8 +55,8 @@ fn dump_convert_fallback_round_trip_is_byte_identical() {
 fn a_qdq_model_keeps_its_encodings() {
     let mut work = Work::new();
     let list = calib(&mut work);
-    quantize(&work, &model("digits_cnn"), "q.onnx").arg("--input_list").arg(&list).assert().success();
-    quantize(&work, &work.path("q.onnx"), "again.onnx")
+    work.quantize(&model("digits_cnn"), "q.onnx").arg("--input_list").arg(&list).assert().success();
+    work.quantize(&work.path("q.onnx"), "again.onnx")
         .arg("--input_list")
         .arg(&list)
         .assert()
@@ -96,12 +85,12 @@ fn a_qdq_model_keeps_its_encodings() {
 fn partial_overrides_are_kept_and_the_rest_calibrated() {
     let mut work = Work::new();
     let list = calib(&mut work);
-    quantize(&work, &model("digits_cnn"), "plain.onnx")
+    work.quantize(&model("digits_cnn"), "plain.onnx")
         .args(["--dump_encoding_json", "--input_list"])
         .arg(&list)
         .assert()
         .success();
-    let plain = read_json(&work, "plain_encoding.json");
+    let plain = work.json("plain_encoding.json");
     let overrides = json!({
         "version": "1.0.0",
         "activation_encodings": [
@@ -112,7 +101,7 @@ fn partial_overrides_are_kept_and_the_rest_calibrated() {
         "param_encodings": [],
     });
     work.write("over.json", overrides.to_string());
-    quantize(&work, &model("digits_cnn"), "q.onnx")
+    work.quantize(&model("digits_cnn"), "q.onnx")
         .args(["--dump_encoding_json", "--input_list"])
         .arg(&list)
         .arg("--quantization_overrides")
@@ -120,7 +109,7 @@ fn partial_overrides_are_kept_and_the_rest_calibrated() {
         .assert()
         .success()
         .stderr(contains("override"));
-    let got = read_json(&work, "q_encoding.json");
+    let got = work.json("q_encoding.json");
     let input = entry(&got, "input").unwrap();
     assert_eq!((input["bw"].as_u64(), input["offset"][0].as_i64()), (Some(16), Some(-1000)));
     assert_eq!(input["scale"][0].as_f64().unwrap() as f32, 0.0001f32);
@@ -132,7 +121,7 @@ fn partial_overrides_are_kept_and_the_rest_calibrated() {
     let nodes = ops(&work, "q.onnx");
     assert!(nodes.iter().any(|(op, name)| op == "Cast" && name == "relu2_out_ptq_fp16_cast"), "{nodes:?}");
     // The report says where each encoding came from.
-    let report = read_json(&work, "q_report.json");
+    let report = work.json("q_report.json");
     assert_eq!(report["tensors"]["input"]["origin"], "override");
     assert_eq!(report["tensors"]["relu2_out"]["origin"], "float");
     assert_eq!(report["tensors"]["dwconv.weight"]["origin"], "float with its layer");
@@ -144,7 +133,7 @@ fn partial_overrides_are_kept_and_the_rest_calibrated() {
 #[test]
 fn float_fallback_without_encodings_is_an_error() {
     let work = Work::new();
-    quantize(&work, &model("digits_cnn"), "q.onnx")
+    work.quantize(&model("digits_cnn"), "q.onnx")
         .arg("--enable_float_fallback")
         .assert()
         .code(1)
@@ -155,7 +144,7 @@ fn float_fallback_without_encodings_is_an_error() {
 #[test]
 fn float_fallback_with_ignored_overrides_is_a_usage_error() {
     let work = Work::new();
-    quantize(&work, &model("digits_cnn"), "q.onnx")
+    work.quantize(&model("digits_cnn"), "q.onnx")
         .args(["--enable_float_fallback", "--ignore_quantization_overrides"])
         .assert()
         .code(2)
@@ -167,7 +156,7 @@ fn malformed_overrides_name_line_and_column() {
     let mut work = Work::new();
     let list = calib(&mut work);
     work.write("bad.json", "{\n  \"version\": \"1.0.0\",\n  \"activation_encodings\": [ oops ]\n}\n");
-    quantize(&work, &model("digits_cnn"), "q.onnx")
+    work.quantize(&model("digits_cnn"), "q.onnx")
         .arg("--input_list")
         .arg(&list)
         .arg("--quantization_overrides")
@@ -186,7 +175,7 @@ fn unknown_override_names_list_the_closest_and_can_be_allowed() {
         {"name": "relu_2_out", "dtype": "FLOAT", "enc_type": "PER_TENSOR", "bw": 16}]});
     work.write("over.json", overrides.to_string());
     let run = |allow: bool| {
-        let mut cmd = quantize(&work, &model("digits_cnn"), "q.onnx");
+        let mut cmd = work.quantize(&model("digits_cnn"), "q.onnx");
         cmd.arg("--input_list").arg(&list).arg("--quantization_overrides").arg(work.path("over.json"));
         if allow {
             cmd.arg("--allow_unknown_override_names");
@@ -201,7 +190,7 @@ fn unknown_override_names_list_the_closest_and_can_be_allowed() {
 fn convert_stripped_gives_a_clean_float_model() {
     let mut work = Work::new();
     let list = calib(&mut work);
-    quantize(&work, &model("digits_cnn"), "q.onnx").arg("--input_list").arg(&list).assert().success();
+    work.quantize(&model("digits_cnn"), "q.onnx").arg("--input_list").arg(&list).assert().success();
     let mut convert = work.ptq();
     convert.arg("convert").arg("--input_network").arg(work.path("q.onnx"));
     convert.args(["--export_format", "DLC_STRIP_QUANT", "--output_path"]).arg(work.path("f.onnx"));
@@ -224,12 +213,12 @@ fn keep_weights_quantized_in_float_fallback() {
         {"name": "input", "dtype": "INT", "enc_type": "PER_TENSOR", "is_sym": false, "bw": 8,
          "scale": [0.00392156862745098], "offset": [0]}]});
     work.write("over.json", overrides.to_string());
-    quantize(&work, &model("digits_cnn"), "q.onnx")
+    work.quantize(&model("digits_cnn"), "q.onnx")
         .args(["--enable_float_fallback", "--keep_weights_quantized", "--quantization_overrides"])
         .arg(work.path("over.json"))
         .assert()
         .success();
-    let report = read_json(&work, "q_report.json");
+    let report = work.json("q_report.json");
     assert_eq!(report["tensors"]["input"]["origin"], "override");
     assert_eq!(report["tensors"]["pwconv.weight"]["dtype"], "int");
     assert_eq!(report["tensors"]["pwconv.bias"]["dtype"], "float");
@@ -244,7 +233,7 @@ fn overrides_with_ignore_overrides_is_a_usage_error() {
         "over.json",
         json!({"version": "1.0.0", "activation_encodings": [], "param_encodings": []}).to_string(),
     );
-    quantize(&work, &model("digits_cnn"), "q.onnx")
+    work.quantize(&model("digits_cnn"), "q.onnx")
         .arg("--input_list")
         .arg(&list)
         .arg("--quantization_overrides")

@@ -256,18 +256,13 @@ fn a_bias_add_after_a_conv_becomes_its_derived_bias_and_the_report_says_so() {
     let model = work.write("m.onnx", ptq_onnx::encode(&m));
     work.write("a.raw", common::f32_raw(&[1.0, -2.0, 3.0, 0.5]));
     let list = work.list("l.txt", &["a.raw"]);
-    work.ptq()
-        .args(["quantize", "--input_model"])
-        .arg(&model)
+    work.quantize(&model, "q.onnx")
         .arg("--input_list")
         .arg(&list)
-        .arg("--output_model")
-        .arg(work.path("q.onnx"))
         .assert()
         .success()
         .stderr(contains("folded     1 Add"));
-    let report: serde_json::Value =
-        serde_json::from_slice(&fs::read(work.path("q_report.json")).unwrap()).unwrap();
+    let report = work.json("q_report.json");
     assert_eq!(
         report["folded"],
         serde_json::json!([{ "layer": "conv", "folded": "bias_add", "op_type": "Add" }])
@@ -299,18 +294,13 @@ fn a_tensor_that_is_never_finite_stays_float_with_a_warning_naming_it() {
     work.write("a.raw", common::f32_raw(&[1.0, -2.0, 3.0, 4.0]));
     work.write("b.raw", common::f32_raw(&[5.0, 6.0, -7.0, 8.0]));
     let list = work.list("l.txt", &["a.raw", "b.raw"]);
-    work.ptq()
-        .args(["quantize", "--input_model"])
-        .arg(&model)
+    work.quantize(&model, "q.onnx")
         .arg("--input_list")
         .arg(&list)
-        .arg("--output_model")
-        .arg(work.path("q.onnx"))
         .assert()
         .success()
         .stderr(contains("warning: `inf` holds 8 NaN or Inf values").and(contains("stays float")));
-    let report: serde_json::Value =
-        serde_json::from_slice(&fs::read(work.path("q_report.json")).unwrap()).unwrap();
+    let report = work.json("q_report.json");
     assert!(report["tensors"].get("inf").is_none_or(|t| t["dtype"] == "float"), "{}", report["tensors"]);
     assert_eq!(report["tensors"]["s"]["dtype"], "int");
 }

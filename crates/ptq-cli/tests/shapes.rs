@@ -72,13 +72,9 @@ fn quantize_takes_exporter_symbols_and_expressions() {
     let mut work = Work::new();
     let (model, list) = two_by_four(&mut work, symbolic_model(&["batch", "floor(batch*8/2) - 4*batch + 4"]));
     let out = work.path("q.onnx");
-    work.ptq()
-        .args(["quantize", "--input_model"])
-        .arg(&model)
+    work.quantize(&model, "q.onnx")
         .arg("--input_list")
         .arg(&list)
-        .arg("--output_model")
-        .arg(&out)
         .args(["-s", "x", "2,4"])
         .assert()
         .success()

@@ -84,6 +84,18 @@ impl Work {
         cmd
     }
 
+    /// `ptq quantize --input_model MODEL --output_model <tmp>/OUT` (add the list or fallback).
+    pub fn quantize(&self, model: &Path, out: &str) -> Command {
+        let mut cmd = self.ptq();
+        cmd.arg("quantize").arg("--input_model").arg(model).arg("--output_model").arg(self.path(out));
+        cmd
+    }
+
+    /// A JSON file of the scratch folder (a report, an encodings file).
+    pub fn json(&self, rel: &str) -> serde_json::Value {
+        serde_json::from_slice(&fs::read(self.path(rel)).expect("the file was written")).expect("valid JSON")
+    }
+
     /// `ptq run --input_model MODEL --input_list LIST --output_dir <tmp>/out`.
     pub fn run(&self, model: &Path, list: &Path) -> Command {
         self.run_into(model, list, &self.out())
