@@ -361,10 +361,20 @@ fn class_ranges(
         .classes
         .iter()
         .map(|class| {
-            if let Some((lo, hi)) = class.fixed_range {
-                return Ok(Some(MinMax { min: lo as f32, max: hi as f32, nonfinite: 0 }));
-            }
             let mut range = MinMax::default();
+            if let Some((lo, hi)) = class.fixed_range {
+                // The op's range is a ceiling, not the encoding: class scores that never pass 0.1
+                // would keep a tenth of the grid's levels under [0, 1].
+                for seen in class.members.iter().filter_map(|m| observed.get(m)) {
+                    range.merge(seen);
+                }
+                let (lo, hi) = (lo as f32, hi as f32);
+                return Ok(Some(if range.is_empty() {
+                    MinMax { min: lo, max: hi, nonfinite: 0 }
+                } else {
+                    MinMax { min: range.min.max(lo), max: range.max.min(hi), nonfinite: 0 }
+                }));
+            }
             for m in &class.members {
                 if let Some(seen) = observed.get(m) {
                     range.merge(seen);

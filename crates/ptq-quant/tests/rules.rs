@@ -74,3 +74,30 @@ fn recurrent_weights_are_weights_per_gate_row() {
     assert_eq!(ptq_quant::rules::weight_axis(&g, "r"), Some(1));
     assert_eq!(ptq_quant::rules::weight_axis(&g, "b"), None);
 }
+
+#[test]
+fn a_sigmoid_output_takes_its_calibrated_range_under_the_zero_one_ceiling() {
+    use ptq_onnx::build::{self, FLOAT};
+    use ptq_quant::{Config, GivenEncodings, MinMax, Mode, assign};
+    use std::collections::BTreeMap;
+    let m = build::model(
+        13,
+        vec![build::node("Sigmoid", "sig", &["x"], &["s"])],
+        vec![build::tensor_value("x", FLOAT, &[1, 4])],
+        vec![build::tensor_value("s", FLOAT, &[1, 4])],
+        vec![],
+    );
+    let g = Graph::new(&m, Path::new(".")).unwrap();
+    let l = layout(&g, RuleOptions::default(), &|_| false);
+    let scale = |s: &[f32]| {
+        let observed: BTreeMap<String, MinMax> =
+            [("x".to_string(), MinMax::of(&[-9.0, -2.0])), ("s".to_string(), MinMax::of(s))].into();
+        let a =
+            assign(&g, &l, &observed, &Config::default(), &GivenEncodings::new(), Mode::Calibrate).unwrap();
+        a.encodings.get("s").map(|e| e.scales[0])
+    };
+    // Scores that never pass 0.12 keep the whole grid (asymmetric ranges include 0).
+    assert_eq!(scale(&[0.0001, 0.12]), Some(0.12 / 255.0));
+    // Past the op's range (a rounding artefact) it is clamped to [0, 1].
+    assert_eq!(scale(&[0.0, 1.0000001]), Some(1.0 / 255.0));
+}
