@@ -47,6 +47,8 @@ pub fn write_outputs(
 /// `ptq quantize`'s per-tensor report: where each encoding came from (override, QAT, calibrated,
 /// propagated, derived) or why the tensor stayed float, and the closing SQNR.
 pub fn report(encodings: &Encodings, folds: &[Fold], sqnr: &[OutputSqnr]) -> Result<String> {
+    // How many samples, spread over the list, the SQNR was measured on (none in float fallback).
+    let sqnr_samples = sqnr.first().map_or(0, |s| s.samples);
     let mut tensors = serde_json::Map::new();
     let kind = |k: Kind| if k == Kind::Activation { "activation" } else { "param" };
     let names: std::collections::BTreeSet<&String> =
@@ -79,7 +81,7 @@ pub fn report(encodings: &Encodings, folds: &[Fold], sqnr: &[OutputSqnr]) -> Res
         .iter()
         .map(|f| serde_json::json!({ "layer": f.layer, "folded": f.follower, "op_type": f.kind.op_type() }))
         .collect();
-    let doc = serde_json::json!({ "tensors": tensors, "folded": folded, "sqnr_db_first_samples": sqnr });
+    let doc = serde_json::json!({ "tensors": tensors, "folded": folded, "sqnr_db": sqnr, "sqnr_samples": sqnr_samples });
     Ok(serde_json::to_string_pretty(&doc)? + "\n")
 }
 

@@ -144,7 +144,7 @@ impl Summary {
         for s in &self.sqnr {
             let note = if s.quantized { "" } else { " (float output)" };
             lines.push(format!(
-                "  SQNR       {}: {:.2} dB vs float on the first {} sample{}{note}",
+                "  SQNR       {}: {:.2} dB vs float on {} sample{} spread over the list{note}",
                 s.name,
                 s.db,
                 s.samples,

@@ -95,16 +95,26 @@ impl Samples {
     }
 
     /// The first `n` samples (all of them when there are fewer), e.g. for a quick measurement.
-    pub fn first(&self, n: usize) -> Samples {
-        let n = n.min(self.len()).max(1);
+    /// The indices of `n` samples spread evenly over the list (all of them when it has no more),
+    /// so a figure measured on them stands for the whole list, not for its first lines.
+    pub fn spread(&self, n: usize) -> Vec<usize> {
+        let len = self.len();
+        if len <= n {
+            return (0..len).collect();
+        }
+        (0..n).map(|k| k * len / n).collect()
+    }
+
+    /// The samples at `indices` (in that order), as a list of their own.
+    pub fn pick(&self, indices: &[usize]) -> Samples {
         let mut list = self.list.clone();
-        list.lines.truncate(n);
+        list.lines = indices.iter().map(|&i| self.list.lines[i].clone()).collect();
         Samples {
             list,
             inputs: self.inputs.clone(),
             native: self.native.clone(),
             allow_nonfinite: self.allow_nonfinite,
-            slots: self.slots[..n].to_vec(),
+            slots: indices.iter().map(|&i| self.slots[i].clone()).collect(),
         }
     }
 
@@ -569,5 +579,26 @@ mod tests {
         let x = s.read(0).unwrap();
         assert_eq!(x.tensors[0].shape, [1, 3, 48, 192]);
         assert_eq!(x.tensors[0].data.len(), 110_592);
+    }
+
+    #[test]
+    fn spread_samples_cover_the_whole_list() {
+        let Some(dir) = zoo("digits_cnn") else { return };
+        let l = InputList::parse(&dir.join("calib.txt")).unwrap();
+        let shape = vec![Dim::Fixed(1), Dim::Fixed(1), Dim::Fixed(8), Dim::Fixed(8)];
+        let s = Samples::new(l, &[spec("input", DataType::Float, shape)], dims(&[])).unwrap();
+        let n = s.len();
+        assert!(n > 16, "digits_cnn has {n} calibration samples");
+        let picked = s.spread(16);
+        assert_eq!(picked.len(), 16);
+        assert_eq!(picked[0], 0);
+        assert!(picked[15] >= n - n / 16, "the last pick {} is near the end of {n}", picked[15]);
+        assert!(picked.windows(2).all(|w| w[0] < w[1]));
+        let sub = s.pick(&picked);
+        assert_eq!(sub.len(), 16);
+        assert_eq!(sub.read(1).unwrap(), s.read(picked[1]).unwrap());
+        assert_eq!(sub.line(1).number, s.line(picked[1]).number);
+        // A short list is measured whole.
+        assert_eq!(s.pick(&[0, 1, 2]).spread(16), [0, 1, 2]);
     }
 }

@@ -1,5 +1,5 @@
 //! Calibration: every sample through the float model, the ranges of the tensors the layout
-//! calibrates, and the float outputs of the first samples (the closing SQNR's reference).
+//! calibrates, and the float outputs of some samples (the closing SQNR's reference).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -16,7 +16,8 @@ use crate::Events;
 use crate::model::Model;
 
 /// What calibration saw: the range of every float tensor the layout calibrates, and the graph
-/// outputs of the first samples (the float reference of the closing SQNR).
+/// outputs of the samples it was asked to keep, in that order (the float reference of the
+/// closing SQNR).
 pub struct Calibration {
     pub ranges: BTreeMap<String, MinMax>,
     pub reference: Vec<Vec<Tensor>>,
@@ -26,14 +27,14 @@ pub struct Calibration {
 /// statistics merge in the same order whatever the thread count (DESIGN.md Decision 5).
 const PARTS: usize = 32;
 
-/// Runs every sample, keeping the graph outputs of the first `keep`. Each calibrated tensor
+/// Runs every sample, keeping the graph outputs of the samples `keep` (sorted indices). Each calibrated tensor
 /// updates its observer the moment the engine computes it and is freed after its last reader,
 /// so memory holds one sample's live tensors per worker, not all of them.
 pub fn calibrate(
     model: &Model,
     samples: &Samples,
     layout: &Layout,
-    keep: usize,
+    keep: &[usize],
     events: &dyn Events,
 ) -> Result<Calibration> {
     let outputs = &model.graph.outputs;
@@ -48,7 +49,7 @@ pub fn calibrate(
     for ignored in engine.ignored_shapes() {
         events.warn(&ignored.to_string());
     }
-    let reference = Mutex::new(vec![Vec::new(); keep.min(samples.len())]);
+    let reference = Mutex::new(vec![Vec::new(); keep.len()]);
     events.started("calibrating", samples.len());
     let parts = observe::<MinMax>(&engine, samples, |i, sample, tensors| {
         for (file, count) in &sample.nonfinite {
@@ -57,8 +58,8 @@ pub fn calibrate(
                 file.display()
             ));
         }
-        if i < keep {
-            reference.lock().expect("no worker panics while holding the lock")[i] = tensors;
+        if let Ok(k) = keep.binary_search(&i) {
+            reference.lock().expect("no worker panics while holding the lock")[k] = tensors;
         }
         events.advanced();
     })?;

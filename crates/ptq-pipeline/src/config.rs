@@ -14,7 +14,7 @@ pub struct Config {
     pub rules: RuleOptions,
     /// The encodings JSON's format.
     pub json_version: JsonVersion,
-    /// How many samples (the first of the list) the closing SQNR is measured on.
+    /// How many samples, spread over the list, the closing SQNR is measured on.
     pub sqnr_samples: usize,
 }
 

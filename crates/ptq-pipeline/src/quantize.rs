@@ -50,7 +50,7 @@ pub struct Quantized {
     /// The tensors calibration (or type inference) saw float, with their ranges.
     pub observed: BTreeMap<String, MinMax>,
     pub folds: Vec<Fold>,
-    /// Per graph output, on the first samples; empty without samples.
+    /// Per graph output, on samples spread over the list; empty without samples.
     pub sqnr: Vec<OutputSqnr>,
     pub qdq: ModelProto,
     /// How many encodings were given, and how many of them by the model's own QDQ nodes.
@@ -69,14 +69,13 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
         Data::Calibrate { list, read } => {
             let samples = model.samples(list, read(&model.graph)?)?;
             let t = Instant::now();
-            let Calibration { ranges, reference } =
-                calibrate(&model, &samples, &layout, config.sqnr_samples, events)?;
+            let measured = samples.spread(config.sqnr_samples);
+            let Calibration { ranges, reference } = calibrate(&model, &samples, &layout, &measured, events)?;
             events.timed("calibrate", t.elapsed());
             let assignment =
                 assign(&model.graph, &layout, &ranges, &config.quant, &given.encodings, Mode::Calibrate)?;
             let t = Instant::now();
-            let sqnr =
-                measure_sqnr(&model, &samples.first(config.sqnr_samples), &assignment.encodings, &reference)?;
+            let sqnr = measure_sqnr(&model, &samples.pick(&measured), &assignment.encodings, &reference)?;
             events.timed("simulate for SQNR", t.elapsed());
             (assignment, ranges, sqnr)
         }
