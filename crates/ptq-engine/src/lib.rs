@@ -19,7 +19,7 @@ mod tract;
 mod unsupported;
 
 pub use error::Error;
-pub use parallel::run_samples;
+pub use parallel::{run_parts, run_samples};
 pub use shapes::IgnoredShape;
 pub use tract::{TractEngine, float_tensors, unsupported_ops};
 pub use unsupported::UnsupportedOp;

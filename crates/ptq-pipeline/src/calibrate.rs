@@ -4,13 +4,12 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use ptq_data::{Sample, Samples};
-use ptq_engine::{Engine, TractEngine};
+use ptq_engine::{Engine, TractEngine, run_parts};
 use ptq_ir::Tensor;
 use ptq_quant::rules::Layout;
 use ptq_quant::{MinMax, Observer};
-use rayon::prelude::*;
 
 use crate::Events;
 use crate::model::Model;
@@ -22,10 +21,6 @@ pub struct Calibration {
     pub ranges: BTreeMap<String, MinMax>,
     pub reference: Vec<Vec<Tensor>>,
 }
-
-/// How many parts the samples are split into, each gathering its own statistics: fixed, so the
-/// statistics merge in the same order whatever the thread count (DESIGN.md Decision 5).
-const PARTS: usize = 32;
 
 /// Runs every sample, keeping the graph outputs of the samples `keep` (sorted indices). Each calibrated tensor
 /// updates its observer the moment the engine computes it and is freed after its last reader,
@@ -93,28 +88,18 @@ fn observe<O: Observer>(
     samples: &Samples,
     done: impl Fn(usize, &Sample, Vec<Tensor>) + Sync,
 ) -> Result<Vec<Option<O>>> {
-    let n = samples.len();
-    let size = n.div_ceil(PARTS).max(1);
-    let parts: Vec<Vec<Option<O>>> = (0..n.div_ceil(size))
-        .into_par_iter()
-        .map(|part| -> Result<Vec<Option<O>>> {
-            let mut runner = engine.runner()?;
-            let mut seen: Vec<Option<O>> = vec![None; engine.watched().len()];
-            for i in part * size..((part + 1) * size).min(n) {
-                let sample = samples.read(i)?;
-                let outputs = runner
-                    .run_watching(&sample.tensors, &mut |k, values| {
-                        seen[k].get_or_insert_with(O::default).observe(values)
-                    })
-                    .with_context(|| {
-                        format!("{}:{}", samples.list().path.display(), samples.line(i).number)
-                    })?;
-                done(i, &sample, outputs);
-            }
-            Ok(seen)
-        })
-        .collect::<Result<_>>()?;
-    let mut merged: Vec<Option<O>> = vec![None; engine.watched().len()];
+    let watched = engine.watched().len();
+    let parts = run_parts(
+        engine,
+        samples,
+        || vec![None::<O>; watched],
+        |seen, k, values| seen[k].get_or_insert_with(O::default).observe(values),
+        |i, sample, outputs| -> Result<()> {
+            done(i, sample, outputs);
+            Ok(())
+        },
+    )?;
+    let mut merged: Vec<Option<O>> = vec![None; watched];
     for part in parts {
         for (acc, seen) in merged.iter_mut().zip(part) {
             match (acc.as_mut(), seen) {
