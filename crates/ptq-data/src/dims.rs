@@ -1,10 +1,14 @@
 //! Shapes: the flags that bind input dimensions (`--input_dimensions`, `--onnx_define_symbol`,
-//! `--onnx_override_batch`), and checking a concrete shape against a declared one.
+//! `--onnx_override_batch`), binding every input's shape (flags, the model, `.npy` headers), and
+//! checking a concrete shape against a declared one.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use ptq_ir::{Dim, format_shape};
 
+use crate::list::InputList;
+use crate::read::{is_npy, npy_shape};
+use crate::samples::in_sample;
 use crate::{BoundInput, Error, InputSpec};
 
 /// Input dimensions given on the command line, before any data is read.
@@ -135,6 +139,94 @@ pub(crate) fn check_shape(
             declared: format_shape(declared),
         })
     }
+}
+
+/// Binds each input's shape: `--input_dimensions` first, then the model's own fixed shape, then
+/// the `.npy` header of the first sample; any input left unbound fails with one error listing all.
+pub(crate) fn bind(
+    list: &InputList,
+    slots: &[Vec<usize>],
+    inputs: &[InputSpec],
+    given: &BTreeMap<String, Vec<usize>>,
+) -> Result<Vec<BoundInput>, Error> {
+    let first = &list.lines[0];
+    let mut shapes = Vec::with_capacity(inputs.len());
+    let mut sources = Vec::with_capacity(inputs.len());
+    for (k, spec) in inputs.iter().enumerate() {
+        let (shape, source) = if let Some(dims) = given.get(&spec.name) {
+            (
+                Some(check_shape(&spec.name, &spec.shape, dims, "--input_dimensions")?),
+                "--input_dimensions".into(),
+            )
+        } else if let Some(shape) = fixed_shape(&spec.shape) {
+            (Some(shape), "the model".into())
+        } else {
+            let path = &first.entries[slots[0][k]].path;
+            if is_npy(path) {
+                let in_first = |e| in_sample(list, first, &spec.name, e);
+                let header = npy_shape(path).map_err(in_first)?;
+                let from = format!("the .npy header of {}", path.display());
+                (Some(check_shape(&spec.name, &spec.shape, &header, &from).map_err(in_first)?), from)
+            } else {
+                (None, String::new())
+            }
+        };
+        shapes.push(shape);
+        sources.push(source);
+    }
+    check_shared_dims(inputs, &shapes, &sources).map_err(|(input, e)| in_sample(list, first, &input, *e))?;
+    if shapes.iter().any(Option::is_none) {
+        let listing = inputs
+            .iter()
+            .zip(&shapes)
+            .map(|(spec, shape)| {
+                let state = match shape {
+                    Some(s) => format!("bound to {}", crate::error::dims(s)),
+                    None => "unbound".to_string(),
+                };
+                format!("  {} {} {}: {state}", spec.name, spec.dtype, format_shape(&spec.shape))
+            })
+            .collect();
+        return Err(Error::UnboundDims { inputs: listing });
+    }
+    Ok(inputs
+        .iter()
+        .zip(shapes)
+        .filter_map(|(spec, shape)| {
+            shape.map(|shape| BoundInput { name: spec.name.clone(), dtype: spec.dtype, shape })
+        })
+        .collect())
+}
+
+/// Inputs that name the same symbolic dimension (`batch_size`, `sequence_length`) must be bound
+/// to the same value: the model computes with one value per name.
+fn check_shared_dims(
+    inputs: &[InputSpec],
+    shapes: &[Option<Vec<usize>>],
+    sources: &[String],
+) -> Result<(), (String, Box<Error>)> {
+    let mut seen: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for (k, (spec, shape)) in inputs.iter().zip(shapes).enumerate() {
+        let Some(shape) = shape else { continue };
+        for (dim, &value) in spec.shape.iter().zip(shape) {
+            let Dim::Symbolic(symbol) = dim else { continue };
+            match seen.get(symbol.as_str()) {
+                Some(&(v, j)) if v != value => {
+                    let e = Error::SharedDim {
+                        symbol: symbol.clone(),
+                        first: format!("{v} for input '{}' (from {})", inputs[j].name, sources[j]),
+                        second: format!("{value} for input '{}' (from {})", spec.name, sources[k]),
+                    };
+                    return Err((spec.name.clone(), Box::new(e)));
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(symbol, (value, k));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,15 +1,15 @@
 //! An input list bound to a model's inputs: every line checked against the inputs, every shape
 //! made concrete, and samples read one at a time on demand.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use ptq_ir::{DataType, Dim, Tensor, format_shape};
+use ptq_ir::{DataType, Dim, Tensor};
 
 use crate::Error;
-use crate::dims::{ShapeBindings, check_shape, fixed_shape};
+use crate::dims::{ShapeBindings, bind};
 use crate::list::{InputList, Line};
-use crate::read::{count_nonfinite, is_npy, npy_shape, read_file, readable};
+use crate::read::{count_nonfinite, read_file, readable};
 
 /// A graph input as the model declares it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,7 +158,7 @@ impl Samples {
     }
 }
 
-fn in_sample(list: &InputList, line: &Line, input: &str, error: Error) -> Error {
+pub(crate) fn in_sample(list: &InputList, line: &Line, input: &str, error: Error) -> Error {
     Error::Sample {
         list: list.path.clone(),
         line: line.number,
@@ -204,94 +204,6 @@ fn assign(list: &InputList, line: &Line, names: &[String]) -> Result<Vec<usize>,
         }
     }
     slots.into_iter().collect::<Option<Vec<_>>>().ok_or_else(count_error)
-}
-
-/// Binds each input's shape: `--input_dimensions` first, then the model's own fixed shape, then
-/// the `.npy` header of the first sample; any input left unbound fails with one error listing all.
-fn bind(
-    list: &InputList,
-    slots: &[Vec<usize>],
-    inputs: &[InputSpec],
-    given: &BTreeMap<String, Vec<usize>>,
-) -> Result<Vec<BoundInput>, Error> {
-    let first = &list.lines[0];
-    let mut shapes = Vec::with_capacity(inputs.len());
-    let mut sources = Vec::with_capacity(inputs.len());
-    for (k, spec) in inputs.iter().enumerate() {
-        let (shape, source) = if let Some(dims) = given.get(&spec.name) {
-            (
-                Some(check_shape(&spec.name, &spec.shape, dims, "--input_dimensions")?),
-                "--input_dimensions".into(),
-            )
-        } else if let Some(shape) = fixed_shape(&spec.shape) {
-            (Some(shape), "the model".into())
-        } else {
-            let path = &first.entries[slots[0][k]].path;
-            if is_npy(path) {
-                let in_first = |e| in_sample(list, first, &spec.name, e);
-                let header = npy_shape(path).map_err(in_first)?;
-                let from = format!("the .npy header of {}", path.display());
-                (Some(check_shape(&spec.name, &spec.shape, &header, &from).map_err(in_first)?), from)
-            } else {
-                (None, String::new())
-            }
-        };
-        shapes.push(shape);
-        sources.push(source);
-    }
-    check_shared_dims(inputs, &shapes, &sources).map_err(|(input, e)| in_sample(list, first, &input, *e))?;
-    if shapes.iter().any(Option::is_none) {
-        let listing = inputs
-            .iter()
-            .zip(&shapes)
-            .map(|(spec, shape)| {
-                let state = match shape {
-                    Some(s) => format!("bound to {}", crate::error::dims(s)),
-                    None => "unbound".to_string(),
-                };
-                format!("  {} {} {}: {state}", spec.name, spec.dtype, format_shape(&spec.shape))
-            })
-            .collect();
-        return Err(Error::UnboundDims { inputs: listing });
-    }
-    Ok(inputs
-        .iter()
-        .zip(shapes)
-        .filter_map(|(spec, shape)| {
-            shape.map(|shape| BoundInput { name: spec.name.clone(), dtype: spec.dtype, shape })
-        })
-        .collect())
-}
-
-/// Inputs that name the same symbolic dimension (`batch_size`, `sequence_length`) must be bound
-/// to the same value: the model computes with one value per name.
-fn check_shared_dims(
-    inputs: &[InputSpec],
-    shapes: &[Option<Vec<usize>>],
-    sources: &[String],
-) -> Result<(), (String, Box<Error>)> {
-    let mut seen: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    for (k, (spec, shape)) in inputs.iter().zip(shapes).enumerate() {
-        let Some(shape) = shape else { continue };
-        for (dim, &value) in spec.shape.iter().zip(shape) {
-            let Dim::Symbolic(symbol) = dim else { continue };
-            match seen.get(symbol.as_str()) {
-                Some(&(v, j)) if v != value => {
-                    let e = Error::SharedDim {
-                        symbol: symbol.clone(),
-                        first: format!("{v} for input '{}' (from {})", inputs[j].name, sources[j]),
-                        second: format!("{value} for input '{}' (from {})", spec.name, sources[k]),
-                    };
-                    return Err((spec.name.clone(), Box::new(e)));
-                }
-                Some(_) => {}
-                None => {
-                    seen.insert(symbol, (value, k));
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
