@@ -34,7 +34,7 @@ import onnx
 import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "interop"))
-from zoo import dims_args, input_specs, load_feeds, session  # noqa: E402  (the interop helpers)
+from zoo import dims_args, input_specs, load_feeds, run_outputs, session  # noqa: E402  (the interop helpers)
 
 REL_TOL = 1e-4
 PC_FLAGS = ["--use_per_channel_quantization", "--use_per_row_quantization"]
@@ -107,15 +107,14 @@ def run_step(ptq, model_dir, specs, work):
     ref = dict.fromkeys(names, 0.0)
     notes = {}
     for i, feed in enumerate(feeds):
-        res = out_dir / f"Result_{i}"
-        files = {name: f for f, name in json.loads((res / "outputs.json").read_text()).items()}
+        written = run_outputs(out_dir / f"Result_{i}")
         for name, expected, other in zip(names, sess.run(None, feed), optimized.run(None, feed)):
             if name in notes:
                 continue
-            if name not in files:
+            if name not in written:
                 notes[name] = f"not in Result_{i}/outputs.json"
                 continue
-            got = np.fromfile(res / files[name], dtype="<f4").astype(np.float64)
+            got = written[name].astype(np.float64)
             exp = np.asarray(expected, dtype=np.float64).ravel()
             if got.size != exp.size:
                 notes[name] = f"Result_{i}: {got.size} values, onnxruntime gives {exp.size}"

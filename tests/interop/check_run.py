@@ -13,7 +13,6 @@ Exits non-zero when any output fails or when fewer than 5 models were found.
 Usage: check_run.py [--ptq PATH] [--models DIR]
 """
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from zoo import MODELS, REPO, dims_args, input_specs, load_feeds, model_dirs, session
+from zoo import MODELS, REPO, dims_args, input_specs, load_feeds, model_dirs, run_outputs, session
 
 REL_TOL = 1e-4
 ABS_TOL_AT_ZERO = 1e-6
@@ -63,14 +62,14 @@ def check_model(ptq, model_dir):
         notes = {}
         for i, feed in enumerate(feeds):
             result = out_dir / f"Result_{i}"
-            files = {name: f for f, name in json.loads((result / "outputs.json").read_text()).items()}
+            written = run_outputs(result)
             for name, expected in zip(outputs, ort_session.run(None, feed)):
                 if name in notes:
                     continue
-                if name not in files:
+                if name not in written:
                     notes[name] = f"not in {result.name}/outputs.json"
                     continue
-                got = np.fromfile(result / files[name], dtype="<f4")
+                got = written[name]
                 expected = np.asarray(expected, dtype=np.float64).ravel()
                 if got.size != expected.size:
                     notes[name] = f"{result.name}: {got.size} values, onnxruntime gives {expected.size}"

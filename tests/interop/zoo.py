@@ -84,3 +84,10 @@ def session(path):
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     opts.intra_op_num_threads = 1
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def run_outputs(result_dir):
+    """What `ptq run` wrote in one Result_N folder: {tensor name: float32 values} (outputs.json
+    maps each file to its tensor)."""
+    files = json.loads((result_dir / "outputs.json").read_text())
+    return {name: np.fromfile(result_dir / f, dtype="<f4") for f, name in files.items()}
