@@ -105,50 +105,42 @@ def calibrate_bn(model):
     return model.eval()
 
 
-def resnet18(out, wheels):
-    """torchvision ResNet-18, random init (seed 0), BatchNorm statistics from calibrate_bn;
-    legacy exporter (folds BatchNorm into Conv), opset 13, static [1,3,224,224]."""
+def torchvision_export(path, arch, opset, dynamic_axes=None):
+    """torchvision ARCH, random init (seed 0), BatchNorm statistics from calibrate_bn, through
+    the legacy exporter (which folds BatchNorm into Conv) at OPSET, input [1,3,224,224]."""
     import torchvision
     seeded()
-    model = calibrate_bn(torchvision.models.resnet18(weights=None))
-    export_legacy(model, (torch.zeros(1, 3, 224, 224),), out / "model.onnx", ["input"], ["logits"], None, 13)
+    model = calibrate_bn(getattr(torchvision.models, arch)(weights=None))
+    export_legacy(model, (torch.zeros(1, 3, 224, 224),), path, ["input"], ["logits"], dynamic_axes, opset)
+
+
+def resnet18(out, wheels):
+    """ResNet-18, opset 13, static."""
+    torchvision_export(out / "model.onnx", "resnet18", 13)
 
 
 def mobilenetv3_op21(out, wheels):
-    """torchvision MobileNetV3-small, random init (seed 0), BatchNorm statistics from
-    calibrate_bn; legacy exporter at its highest opset (20), dynamic batch, then raised to
+    """MobileNetV3-small at the legacy exporter's highest opset (20), dynamic batch, then raised to
     opset 21 with onnx's version converter. (torch 2.9.1's dynamo exporter fails here in its own
     version-conversion pass: "The model contains functions".)"""
-    import torchvision
     from onnx import version_converter
-    seeded()
-    model = calibrate_bn(torchvision.models.mobilenet_v3_small(weights=None))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
-        export_legacy(model, (torch.zeros(1, 3, 224, 224),), path, ["input"], ["logits"],
-                      {"input": {0: "batch"}, "logits": {0: "batch"}}, 20)
+        torchvision_export(path, "mobilenet_v3_small", 20, {"input": {0: "batch"}, "logits": {0: "batch"}})
         m = onnx.load(str(path))
     onnx.save(version_converter.convert_version(m, 21), str(out / "model.onnx"))
 
 
 def efficientnet_b0_op19(out, wheels):
-    """torchvision EfficientNet-B0, random init (seed 0), BatchNorm statistics from calibrate_bn;
-    legacy exporter (folds BatchNorm into Conv), opset 19, static [1,3,224,224]."""
-    import torchvision
-    seeded()
-    model = calibrate_bn(torchvision.models.efficientnet_b0(weights=None))
-    export_legacy(model, (torch.zeros(1, 3, 224, 224),), out / "model.onnx", ["input"], ["logits"], None, 19)
+    """EfficientNet-B0, opset 19, static."""
+    torchvision_export(out / "model.onnx", "efficientnet_b0", 19)
 
 
 def shufflenetv2_op20(out, wheels):
-    """torchvision ShuffleNetV2 x1.0, random init (seed 0), BatchNorm statistics from
-    calibrate_bn; legacy exporter, opset 20, dynamic batch/height/width (the channel shuffle's
-    Reshape reads them with Shape)."""
-    import torchvision
-    seeded()
-    model = calibrate_bn(torchvision.models.shufflenet_v2_x1_0(weights=None))
-    export_legacy(model, (torch.zeros(1, 3, 224, 224),), out / "model.onnx", ["input"], ["logits"],
-                  {"input": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}}, 20)
+    """ShuffleNetV2 x1.0, opset 20, dynamic batch/height/width (the channel shuffle's Reshape reads
+    them with Shape)."""
+    torchvision_export(out / "model.onnx", "shufflenet_v2_x1_0", 20,
+                       {"input": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}})
 
 
 RECIPES = {f.__name__: f for f in (bert_base, minilm_l6, resnet18, mobilenetv3_op21, efficientnet_b0_op19,
