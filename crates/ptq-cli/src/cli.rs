@@ -238,13 +238,38 @@ pub struct QuantizeArgs {
     /// int8 runtime accumulates in int32, so it costs nothing; qairt's own default is 8.
     #[arg(long, value_name = "BITS", default_value = "32", value_parser = bitwidth(&[8, 32]))]
     pub bias_bitwidth: u8,
-    /// Activation schema.
-    #[arg(long, value_name = "SCHEMA", value_enum, default_value = "asymmetric")]
-    pub act_quantizer_schema: SchemaArg,
-    /// Weight schema. ptq defaults to symmetric (int8, zero point 0), what QNN's HTP backend and
-    /// onnxruntime expect; qairt's legacy default is asymmetric: pass `asymmetric` to get it.
-    #[arg(long, value_name = "SCHEMA", value_enum, default_value = "symmetric")]
-    pub param_quantizer_schema: SchemaArg,
+    /// Activation schema [default: asymmetric].
+    #[arg(long, value_name = "SCHEMA", value_enum)]
+    pub act_quantizer_schema: Option<SchemaArg>,
+    /// Weight schema [default: symmetric]. ptq defaults to symmetric (int8, zero point 0), what
+    /// QNN's HTP backend and onnxruntime expect; qairt's legacy default is asymmetric: pass
+    /// `asymmetric` to get it.
+    #[arg(long, value_name = "SCHEMA", value_enum)]
+    pub param_quantizer_schema: Option<SchemaArg>,
+    /// How activation ranges are chosen from the calibration data [default: min-max]:
+    /// min-max (the observed range), sqnr (AIMET's tf_enhanced search: lowest squared error,
+    /// clipping weighted 3×), mse (lowest squared error), percentile (see
+    /// --percentile_calibration_value), entropy (least KL divergence; 8-bit only, min-max
+    /// otherwise).
+    #[arg(long, value_name = "METHOD", value_parser = parse_method)]
+    pub act_quantizer_calibration: Option<MethodArg>,
+    /// How weight ranges are chosen from their values, per channel where per channel
+    /// [default: min-max]; the same methods as --act_quantizer_calibration.
+    #[arg(long, value_name = "METHOD", value_parser = parse_method)]
+    pub param_quantizer_calibration: Option<MethodArg>,
+    /// The percentile the `percentile` method keeps at each end, in [90, 100] [default: 99.99].
+    #[arg(long, value_name = "P", value_parser = parse_percentile)]
+    pub percentile_calibration_value: Option<f64>,
+    /// Legacy qairt/SNPE activation quantizer: tf (= --act_quantizer_calibration min-max),
+    /// enhanced or tf_enhanced (= sqnr), symmetric (= min-max with --act_quantizer_schema
+    /// symmetric). Not together with the --act/--param_quantizer_calibration or _schema flags.
+    #[arg(long, value_name = "QUANTIZER", value_parser = parse_legacy)]
+    pub act_quantizer: Option<Legacy>,
+    /// Legacy qairt/SNPE weight quantizer: tf, enhanced/tf_enhanced, symmetric as for
+    /// --act_quantizer, and adjusted (legacy QNN's weight-only range adjustment; ptq runs its
+    /// mse search, the closest it has).
+    #[arg(long, value_name = "QUANTIZER", value_parser = parse_legacy)]
+    pub param_quantizer: Option<Legacy>,
     /// One weight encoding per output channel for Conv and ConvTranspose.
     #[arg(long)]
     pub use_per_channel_quantization: bool,
@@ -273,6 +298,69 @@ pub struct QuantizeArgs {
     /// Format of the encodings JSON.
     #[arg(long, value_name = "VERSION", value_enum, default_value = "1.0.0")]
     pub encoding_version: EncodingVersion,
+}
+
+/// A range-setting method (`--*_quantizer_calibration`), before the percentile is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MethodArg {
+    MinMax,
+    Sqnr,
+    Mse,
+    Percentile,
+    Entropy,
+}
+
+const METHODS: &str = "min-max, sqnr, mse, percentile, entropy";
+const LEGACY: &str = "tf, enhanced (tf_enhanced), symmetric, adjusted";
+
+fn parse_method(s: &str) -> Result<MethodArg, String> {
+    Ok(match s {
+        "min-max" => MethodArg::MinMax,
+        "sqnr" => MethodArg::Sqnr,
+        "mse" => MethodArg::Mse,
+        "percentile" => MethodArg::Percentile,
+        "entropy" => MethodArg::Entropy,
+        _ => {
+            return Err(format!(
+                "`{s}` is not a calibration method; the methods are {METHODS} (qairt's legacy \
+                 --act_quantizer/--param_quantizer take {LEGACY})"
+            ));
+        }
+    })
+}
+
+/// The legacy `--act_quantizer` / `--param_quantizer` values (spec §1.0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Legacy {
+    Tf,
+    Enhanced,
+    Symmetric,
+    Adjusted,
+}
+
+fn parse_legacy(s: &str) -> Result<Legacy, String> {
+    Ok(match s {
+        "tf" => Legacy::Tf,
+        "enhanced" | "tf_enhanced" => Legacy::Enhanced,
+        "symmetric" => Legacy::Symmetric,
+        "adjusted" => Legacy::Adjusted,
+        _ => {
+            return Err(format!(
+                "`{s}` is not a legacy quantizer; they are {LEGACY} (the current flags \
+                 --act_quantizer_calibration/--param_quantizer_calibration take {METHODS})"
+            ));
+        }
+    })
+}
+
+fn parse_percentile(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (90.0..=100.0).contains(&p) => Ok(p),
+        Ok(_) => {
+            Err(format!("`{s}` is outside [90, 100], the range qairt accepts (e.g. 99.99, the default)"))
+        }
+        Err(_) => Err(format!("`{s}` is not a number in [90, 100], e.g. 99.99")),
+    }
 }
 
 /// `"MIN MAX"` as qairt writes it: two hex integers with an optional sign (legacy SNPE used a comma).

@@ -8,10 +8,10 @@ use ptq_ir::Graph;
 use ptq_pipeline::{Config, Data, Job, Quantized};
 use ptq_quant::json::JsonVersion;
 use ptq_quant::rules::RuleOptions;
-use ptq_quant::{QuantSpec, Schema};
+use ptq_quant::{Method, QuantSpec, Schema};
 
 use crate::UsageError;
-use crate::cli::{DataArgs, EncodingVersion, QuantizeArgs, SchemaArg};
+use crate::cli::{DataArgs, EncodingVersion, Legacy, MethodArg, QuantizeArgs, SchemaArg};
 use crate::data_flags::{read_options, shape_bindings};
 use crate::summary::Summary;
 use crate::ui::{Terminal, Ui};
@@ -22,6 +22,91 @@ fn schema(s: SchemaArg) -> Schema {
         SchemaArg::Symmetric => Schema::Symmetric,
         SchemaArg::Unsignedsymmetric => Schema::UnsignedSymmetric,
     }
+}
+
+/// qairt's percentile when --percentile_calibration_value is not given (spec §1.0).
+const DEFAULT_PERCENTILE: f64 = 99.99;
+
+/// Schema and range-setting method of one kind of tensor.
+struct RangeSetting {
+    schema: Schema,
+    method: Method,
+}
+
+/// Activation and weight schemas and methods, from the current flags or qairt's legacy
+/// `--act_quantizer`/`--param_quantizer` (spec §1.0), never both (spec §1.1).
+fn range_settings(args: &QuantizeArgs) -> Result<(RangeSetting, RangeSetting)> {
+    let current = [
+        ("--act_quantizer_calibration", args.act_quantizer_calibration.is_some()),
+        ("--param_quantizer_calibration", args.param_quantizer_calibration.is_some()),
+        ("--act_quantizer_schema", args.act_quantizer_schema.is_some()),
+        ("--param_quantizer_schema", args.param_quantizer_schema.is_some()),
+    ];
+    let legacy = [
+        ("--act_quantizer", args.act_quantizer.is_some()),
+        ("--param_quantizer", args.param_quantizer.is_some()),
+    ];
+    let given = |flags: &[(&'static str, bool)]| -> Vec<&'static str> {
+        flags.iter().filter(|(_, on)| *on).map(|(f, _)| *f).collect()
+    };
+    let (current, legacy) = (given(&current), given(&legacy));
+    if !current.is_empty() && !legacy.is_empty() {
+        bail!(UsageError(format!(
+            "{} cannot be combined with {} (spec §1.1): the legacy quantizer flags set both the schema and the \
+             calibration; use only the current flags",
+            legacy.join(" and "),
+            current.join(", ")
+        )));
+    }
+    let percentile = args.percentile_calibration_value;
+    let uses_percentile = [args.act_quantizer_calibration, args.param_quantizer_calibration]
+        .contains(&Some(MethodArg::Percentile));
+    if percentile.is_some() && !uses_percentile {
+        bail!(UsageError(
+            "--percentile_calibration_value needs --act_quantizer_calibration percentile or \
+             --param_quantizer_calibration percentile"
+                .into()
+        ));
+    }
+    if args.act_quantizer == Some(Legacy::Adjusted) {
+        bail!(UsageError(
+            "--act_quantizer adjusted does not exist: `adjusted` is legacy QNN's weight quantizer \
+             (--param_quantizer adjusted); for activations use tf, enhanced or symmetric"
+                .into()
+        ));
+    }
+    let method = |m: Option<MethodArg>| match m.unwrap_or(MethodArg::MinMax) {
+        MethodArg::MinMax => Method::MinMax,
+        MethodArg::Sqnr => Method::Sqnr,
+        MethodArg::Mse => Method::Mse,
+        MethodArg::Percentile => Method::Percentile(percentile.unwrap_or(DEFAULT_PERCENTILE)),
+        MethodArg::Entropy => Method::Entropy,
+    };
+    let setting =
+        |legacy: Option<Legacy>, schema_arg: Option<SchemaArg>, m: Option<MethodArg>, default: Schema| {
+            let default = schema_arg.map_or(default, schema);
+            match legacy {
+                None => RangeSetting { schema: default, method: method(m) },
+                Some(Legacy::Tf) => RangeSetting { schema: default, method: Method::MinMax },
+                Some(Legacy::Enhanced) => RangeSetting { schema: default, method: Method::Sqnr },
+                Some(Legacy::Symmetric) => RangeSetting { schema: Schema::Symmetric, method: Method::MinMax },
+                Some(Legacy::Adjusted) => RangeSetting { schema: default, method: Method::Mse },
+            }
+        };
+    Ok((
+        setting(
+            args.act_quantizer,
+            args.act_quantizer_schema,
+            args.act_quantizer_calibration,
+            Schema::Asymmetric,
+        ),
+        setting(
+            args.param_quantizer,
+            args.param_quantizer_schema,
+            args.param_quantizer_calibration,
+            Schema::Symmetric,
+        ),
+    ))
 }
 
 /// Flag combinations the spec (§1.1) forbids, as usage errors; returns the calibration list
@@ -65,7 +150,7 @@ fn check_flags(args: &QuantizeArgs) -> Result<Option<PathBuf>> {
 
 /// `--restrict_quantization_steps`, checked against the weight bitwidth; `None` (with qairt's
 /// warning) where it does not apply: asymmetric per-tensor weights.
-fn restricted_steps(args: &QuantizeArgs, ui: &Ui) -> Result<Option<(i64, i64)>> {
+fn restricted_steps(args: &QuantizeArgs, param_schema: Schema, ui: &Ui) -> Result<Option<(i64, i64)>> {
     let Some((lo, hi)) = args.restrict_quantization_steps else { return Ok(None) };
     let half = 1i64 << (args.weights_bitwidth - 1);
     if lo < -half || hi > half - 1 {
@@ -80,7 +165,7 @@ fn restricted_steps(args: &QuantizeArgs, ui: &Ui) -> Result<Option<(i64, i64)>> 
             hex(half - 1)
         )));
     }
-    let symmetric = args.param_quantizer_schema != SchemaArg::Asymmetric;
+    let symmetric = param_schema != Schema::Asymmetric;
     if !symmetric && !args.use_per_channel_quantization && !args.use_per_row_quantization {
         ui.warn(
             "--restrict_quantization_steps applies to symmetric or per-channel/per-row weights; \
@@ -153,10 +238,12 @@ pub fn encodings_path(output: &Path) -> PathBuf {
 
 /// The one configuration of this run, from the flags.
 fn config(args: &QuantizeArgs, ui: &Ui) -> Result<Config> {
-    let act = QuantSpec::new(args.act_bitwidth, schema(args.act_quantizer_schema));
+    let (act, param) = range_settings(args)?;
+    let act_calibration = act.method;
+    let act = QuantSpec::new(args.act_bitwidth, act.schema);
     let weight = QuantSpec {
-        restricted: restricted_steps(args, ui)?,
-        ..QuantSpec::new(args.weights_bitwidth, schema(args.param_quantizer_schema))
+        restricted: restricted_steps(args, param.schema, ui)?,
+        ..QuantSpec::new(args.weights_bitwidth, param.schema)
     };
     Ok(Config {
         quant: ptq_quant::Config {
@@ -168,6 +255,8 @@ fn config(args: &QuantizeArgs, ui: &Ui) -> Result<Config> {
             float_bitwidth: args.float_bitwidth,
             float_bias_bitwidth: args.float_bias_bitwidth,
             keep_weights_quantized: args.keep_weights_quantized,
+            act_calibration,
+            param_calibration: param.method,
         },
         rules: RuleOptions {
             per_channel: args.use_per_channel_quantization,

@@ -9,29 +9,30 @@ use ptq_data::{Sample, Samples};
 use ptq_engine::{Engine, TractEngine, run_parts};
 use ptq_ir::Tensor;
 use ptq_quant::rules::Layout;
-use ptq_quant::{MinMax, Observer};
+use ptq_quant::{Given, GivenEncodings, Histogram, Method, MinMax, Observer, QuantSpec, Schema, calibration};
+use rayon::prelude::*;
 
 use crate::Events;
 use crate::model::Model;
 
-/// What calibration saw: the range of every float tensor the layout calibrates, and the graph
-/// outputs of the samples it was asked to keep, in that order (the float reference of the
-/// closing SQNR).
-pub struct Calibration {
-    pub ranges: BTreeMap<String, MinMax>,
+/// What calibration saw: the statistic `O` of every float tensor the layout calibrates, and
+/// the graph outputs of the samples it was asked to keep, in that order (the float reference of
+/// the closing SQNR).
+pub struct Calibration<O> {
+    pub seen: BTreeMap<String, O>,
     pub reference: Vec<Vec<Tensor>>,
 }
 
 /// Runs every sample, keeping the graph outputs of the samples `keep` (sorted indices). Each calibrated tensor
 /// updates its observer the moment the engine computes it and is freed after its last reader,
 /// so memory holds one sample's live tensors per worker, not all of them.
-pub fn calibrate(
+pub fn calibrate<O: Observer>(
     model: &Model,
     samples: &Samples,
     layout: &Layout,
     keep: &[usize],
     events: &dyn Events,
-) -> Result<Calibration> {
+) -> Result<Calibration<O>> {
     let outputs = &model.graph.outputs;
     let mut watched: Vec<String> = outputs.clone();
     let members = layout.classes.iter().flat_map(|c| &c.members);
@@ -46,7 +47,7 @@ pub fn calibrate(
     }
     let reference = Mutex::new(vec![Vec::new(); keep.len()]);
     events.started("calibrating", samples.len());
-    let parts = observe::<MinMax>(&engine, samples, |i, sample, tensors| {
+    let parts = observe::<O>(&engine, samples, |i, sample, tensors| {
         for (file, count) in &sample.nonfinite {
             events.warn(&format!(
                 "{} holds {count} NaN/Inf values (continuing: --allow_nonfinite)",
@@ -62,7 +63,7 @@ pub fn calibrate(
     // No uniform grid holds both finite values and infinities (an attention mask's −Inf would
     // become a finite score): such a tensor stays float, and the user hears why.
     for (name, seen) in engine.watched().iter().zip(&parts) {
-        if let Some(r) = seen.filter(|r| r.nonfinite > 0) {
+        if let Some(r) = seen.as_ref().map(O::range).filter(|r| r.nonfinite > 0) {
             let everywhere = if r.is_empty() { " — all of its values" } else { "" };
             events.warn(&format!(
                 "`{name}` holds {} NaN or Inf values over the samples{everywhere}: it stays float",
@@ -70,14 +71,14 @@ pub fn calibrate(
             ));
         }
     }
-    let ranges = engine
+    let seen = engine
         .watched()
         .iter()
         .cloned()
         .zip(parts)
-        .filter_map(|(n, r)| r.filter(|r| r.nonfinite == 0).map(|r| (n, r)))
+        .filter_map(|(n, r)| r.filter(|r| r.range().nonfinite == 0).map(|r| (n, r)))
         .collect();
-    Ok(Calibration { ranges, reference: reference.into_inner().expect("workers are done") })
+    Ok(Calibration { seen, reference: reference.into_inner().expect("workers are done") })
 }
 
 /// Every sample through `engine` in parallel, each watched float tensor into an observer of
@@ -110,4 +111,31 @@ fn observe<O: Observer>(
         }
     }
     Ok(merged)
+}
+
+/// The range each calibrated tensor's encoding is to cover: what `method` chooses from its
+/// histogram for the grid that tensor gets (the activation spec, or the bitwidth an override
+/// asks for).
+pub fn chosen_ranges(
+    seen: &BTreeMap<String, Histogram>,
+    method: Method,
+    act: &QuantSpec,
+    given: &GivenEncodings,
+) -> BTreeMap<String, MinMax> {
+    let spec = |name: &str| match given.get(name).map(|g| &g.given) {
+        Some(Given::Bitwidth { bitwidth, symmetric }) => {
+            let schema = match symmetric {
+                Some(true) => Schema::Symmetric,
+                Some(false) => Schema::Asymmetric,
+                None => act.schema,
+            };
+            QuantSpec { bitwidth: *bitwidth, schema, ..*act }
+        }
+        _ => *act,
+    };
+    let chosen: Vec<(String, MinMax)> = seen
+        .par_iter()
+        .map(|(name, h)| (name.clone(), calibration::choose(h, method, &spec(name))))
+        .collect();
+    chosen.into_iter().collect()
 }

@@ -13,9 +13,9 @@ use ptq_export::qdq_model;
 use ptq_ir::Graph;
 use ptq_onnx::proto::ModelProto;
 use ptq_quant::rules::{Layout, layout};
-use ptq_quant::{Assignment, MinMax, Mode, assign};
+use ptq_quant::{Assignment, Histogram, MinMax, Mode, assign};
 
-use crate::calibrate::{Calibration, calibrate};
+use crate::calibrate::{Calibration, calibrate, chosen_ranges};
 use crate::prepare::{float_tensors, prepare};
 use crate::simulate::{OutputSqnr, measure_sqnr};
 use crate::{Config, Events, Model, given};
@@ -70,14 +70,27 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
             let samples = model.samples(list, read(&model.graph)?)?;
             let t = Instant::now();
             let measured = samples.spread(config.sqnr_samples);
-            let Calibration { ranges, reference } = calibrate(&model, &samples, &layout, &measured, events)?;
-            events.timed("calibrate", t.elapsed());
+            let method = config.quant.act_calibration;
+            let (observed, ranges, reference) = if method.needs_histogram() {
+                let Calibration { seen, reference } =
+                    calibrate::<Histogram>(&model, &samples, &layout, &measured, events)?;
+                events.timed("calibrate", t.elapsed());
+                let t = Instant::now();
+                let ranges = chosen_ranges(&seen, method, &config.quant.act, &given.encodings);
+                events.timed(&format!("choose {method} ranges"), t.elapsed());
+                (seen.into_iter().map(|(n, h)| (n, h.range)).collect(), ranges, reference)
+            } else {
+                let Calibration { seen, reference } =
+                    calibrate::<MinMax>(&model, &samples, &layout, &measured, events)?;
+                events.timed("calibrate", t.elapsed());
+                (seen.clone(), seen, reference)
+            };
             let assignment =
                 assign(&model.graph, &layout, &ranges, &config.quant, &given.encodings, Mode::Calibrate)?;
             let t = Instant::now();
             let sqnr = measure_sqnr(&model, &samples.pick(&measured), &assignment.encodings, &reference)?;
             events.timed("simulate for SQNR", t.elapsed());
-            (assignment, ranges, sqnr)
+            (assignment, observed, sqnr)
         }
         Data::FloatFallback { shapes } => {
             let observed = float_tensors(&model, &model.bound_inputs(shapes)?)?;

@@ -6,8 +6,8 @@ use ptq_ir::{DataType, Graph};
 
 use crate::rules::{Layout, Role};
 use crate::{
-    Encoding, Encodings, Error, FloatReason, FloatTensor, Given, GivenEncodings, Kind, MIN_RANGE, MinMax,
-    Observer, Origin, QuantSpec, Schema, TensorEncoding, param_min_width,
+    Encoding, Encodings, Error, FloatReason, FloatTensor, Given, GivenEncodings, Histogram, Kind, MIN_RANGE,
+    Method, MinMax, Observer, Origin, QuantSpec, Schema, TensorEncoding, calibration, param_min_width,
 };
 
 /// Concat-like groups whose widths differ by more than this keep separate encodings (Decision 10).
@@ -31,6 +31,12 @@ pub struct Config {
     /// Weights stay quantized when their layer is float (`--keep_weights_quantized`, spec §1.0):
     /// in float fallback they are computed from their values; the bias goes float with the layer.
     pub keep_weights_quantized: bool,
+    /// How activation ranges are chosen from calibration (`--act_quantizer_calibration`); the
+    /// pipeline applies it before [`assign`].
+    pub act_calibration: Method,
+    /// How weight ranges are chosen from their values, per channel where per channel
+    /// (`--param_quantizer_calibration`).
+    pub param_calibration: Method,
 }
 
 /// ptq's defaults, DESIGN.md Decision 1: 8-bit asymmetric activations, 8-bit symmetric weights,
@@ -46,6 +52,8 @@ impl Default for Config {
             float_bitwidth: 32,
             float_bias_bitwidth: None,
             keep_weights_quantized: false,
+            act_calibration: Method::MinMax,
+            param_calibration: Method::MinMax,
         }
     }
 }
@@ -187,14 +195,26 @@ pub fn assign(
                 }
                 Some(Given::Bitwidth { bitwidth, .. }) => {
                     let spec = QuantSpec { bitwidth: *bitwidth, ..config.weight };
-                    weight_encoding(graph, name, *channel_axis, *per_channel, &spec)?
+                    weight_encoding(
+                        graph,
+                        name,
+                        (*channel_axis, *per_channel),
+                        &spec,
+                        config.param_calibration,
+                    )?
                 }
                 None if mode == Mode::FloatFallback && !config.keep_weights_quantized => {
                     let f = float(Kind::Param, config.float_bitwidth, FloatReason::Fallback);
                     out.encodings.floats.insert(name.clone(), f);
                     continue;
                 }
-                None => weight_encoding(graph, name, *channel_axis, *per_channel, &config.weight)?,
+                None => weight_encoding(
+                    graph,
+                    name,
+                    (*channel_axis, *per_channel),
+                    &config.weight,
+                    config.param_calibration,
+                )?,
             };
             out.encodings.tensors.insert(name.clone(), TensorEncoding { kind: Kind::Param, encoding });
         }
@@ -467,26 +487,33 @@ fn merge_groups(
     merged
 }
 
-/// Min/max of each slice along `axis` of a C-order tensor.
-fn channel_ranges(values: &[f32], shape: &[usize], axis: usize) -> Vec<(f64, f64)> {
+/// The values of each slice along `axis` of a C-order tensor.
+fn channel_values(values: &[f32], shape: &[usize], axis: usize) -> Vec<Vec<f32>> {
     let channels = shape[axis];
     let inner: usize = shape[axis + 1..].iter().product();
-    let mut ranges = vec![MinMax::default(); channels];
+    let mut slices = vec![Vec::with_capacity(values.len() / channels.max(1)); channels];
     for (i, chunk) in values.chunks(inner.max(1)).enumerate() {
-        ranges[i % channels].observe(chunk);
+        slices[i % channels].extend_from_slice(chunk);
     }
-    ranges
-        .iter()
-        .map(|m| if m.is_empty() { (0.0, 0.0) } else { (f64::from(m.min), f64::from(m.max)) })
-        .collect()
+    slices
+}
+
+/// The range `method` chooses for some weight values (min-max: the observed range).
+fn weight_range(values: &[f32], method: Method, spec: &QuantSpec) -> (f64, f64) {
+    let m = if method == Method::MinMax {
+        MinMax::of(values)
+    } else {
+        calibration::choose(&Histogram::of(values), method, spec)
+    };
+    if m.is_empty() { (0.0, 0.0) } else { (f64::from(m.min), f64::from(m.max)) }
 }
 
 fn weight_encoding(
     graph: &Graph,
     name: &str,
-    axis: usize,
-    per_channel: bool,
+    (axis, per_channel): (usize, bool),
     spec: &QuantSpec,
+    method: Method,
 ) -> Result<Encoding, Error> {
     let (values, shape) = constant_values(graph, name)?;
     if per_channel && axis < shape.len() {
@@ -495,13 +522,13 @@ fn weight_encoding(
             Schema::Asymmetric => QuantSpec { schema: Schema::Symmetric, ..*spec },
             _ => *spec,
         };
-        let slices = channel_ranges(&values, &shape, axis);
+        let slices: Vec<(f64, f64)> =
+            channel_values(&values, &shape, axis).iter().map(|c| weight_range(c, method, &spec)).collect();
         let widest = slices.iter().map(|(lo, hi)| hi.max(0.0) - lo.min(0.0)).fold(0.0, f64::max);
         let min_width = param_min_width(widest);
         return Ok(Encoding::from_ranges_wider_than(&slices, axis, min_width, &spec, Origin::Calibrated));
     }
-    let m = MinMax::of(&values);
-    let (lo, hi) = if m.is_empty() { (0.0, 0.0) } else { (f64::from(m.min), f64::from(m.max)) };
+    let (lo, hi) = weight_range(&values, method, spec);
     let min_width = param_min_width(hi.max(0.0) - lo.min(0.0));
     Ok(Encoding::from_range_wider_than(lo, hi, min_width, spec, Origin::Calibrated))
 }

@@ -3,9 +3,11 @@
 //! rules that say which tensors get an encoding ([`rules`], spec §5).
 
 mod assign;
+pub mod calibration;
 mod encoding;
 mod encodings;
 mod error;
+mod histogram;
 pub mod json;
 mod observer;
 mod overrides;
@@ -14,7 +16,9 @@ pub mod rules;
 mod spec;
 
 pub use assign::{Assignment, Config, GROUP_WIDTH_RATIO, Mode, assign};
+pub use calibration::Method;
 pub use error::Error;
+pub use histogram::{Histogram, Pdf};
 pub use observer::{MinMax, Observer};
 pub use overrides::{Given, GivenEncoding, GivenEncodings, Section};
 

@@ -7,6 +7,8 @@ pub trait Observer: Clone + Default + Send {
     fn observe(&mut self, values: &[f32]);
     /// Folds in `later`, the statistic of the samples after this one's.
     fn merge(&mut self, later: &Self);
+    /// The range of the finite values seen, and how many were not finite.
+    fn range(&self) -> MinMax;
 }
 
 /// The running range of a tensor's finite values (spec §3.3 min-max). NaN and ±Inf are counted,
@@ -68,6 +70,10 @@ impl Observer for MinMax {
         self.min = self.min.min(later.min);
         self.max = self.max.max(later.max);
         self.nonfinite += later.nonfinite;
+    }
+
+    fn range(&self) -> MinMax {
+        *self
     }
 }
 

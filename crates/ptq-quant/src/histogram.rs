@@ -1,0 +1,251 @@
+//! The distribution of a tensor's values, for the range searches of spec §3.3.
+//!
+//! AIMET fixes its histogram's range on the first batch (3× around it) and drops whatever falls
+//! outside it later, so the first calibration sample decides what the others may contribute.
+//! Here bins sit on a global power-of-two grid: bin `k` at exponent `e` holds the values with
+//! `floor(v / 2^e) = k`. When a batch (or another worker's part) reaches past the window, the
+//! exponent grows and neighbouring bins merge exactly — no value is dropped, and no count is
+//! split or rounded. The window always covers 0 (every encoding does), and exact zeros (ReLU
+//! outputs, padding) are counted apart: every grid holds 0 exactly, so they cost no error.
+
+use crate::{MinMax, Observer};
+
+/// Bins in the window. After a growth the data spans at least half of them, so a range of
+/// 256 levels sees ≥ 4 bins per level over the observed range.
+pub const BINS: usize = 2048;
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Histogram {
+    /// The exact range of the finite values, and how many NaN/Inf were left out.
+    pub range: MinMax,
+    /// Values exactly ±0.
+    pub zeros: u64,
+    /// Bin width `2^exp`.
+    exp: i32,
+    /// The global index of `bins[0]`.
+    base: i64,
+    /// Empty until a finite value is seen, then [`BINS`] long.
+    bins: Vec<u64>,
+}
+
+/// The global bin index of `v` at exponent `exp` (a power-of-two product is exact in f64).
+fn index(v: f64, exp: i32) -> i64 {
+    (v * (-f64::from(exp)).exp2()).floor() as i64
+}
+
+/// The span of global indices `[lo, hi]` that covers `range` and 0 at `exp`.
+fn span(range: &MinMax, exp: i32) -> (i64, i64) {
+    (index(f64::from(range.min.min(0.0)), exp), index(f64::from(range.max.max(0.0)), exp))
+}
+
+impl Histogram {
+    pub fn of(values: &[f32]) -> Histogram {
+        let mut h = Histogram::default();
+        h.observe(values);
+        h
+    }
+
+    /// How many finite values it holds.
+    pub fn count(&self) -> u64 {
+        self.zeros + self.bins.iter().sum::<u64>()
+    }
+
+    /// The probability view the range searches work on; `None` when no finite value was seen.
+    pub fn pdf(&self) -> Option<Pdf> {
+        if self.range.is_empty() {
+            return None;
+        }
+        let total = self.count() as f64;
+        let width = f64::from(self.exp).exp2();
+        let first = self.bins.iter().position(|&c| c > 0);
+        let last = self.bins.iter().rposition(|&c| c > 0);
+        // The window of occupied bins, widened to the bin of 0 (where the zeros go).
+        let zero = usize::try_from(-self.base).ok().filter(|&z| z < self.bins.len());
+        let lo = [first, zero].into_iter().flatten().min().unwrap_or(0);
+        let hi = [last, zero].into_iter().flatten().max().unwrap_or(0);
+        Some(Pdf {
+            start: (self.base + lo as i64) as f64 * width,
+            width,
+            p: self.bins[lo..=hi].iter().map(|&c| c as f64 / total).collect(),
+            zeros: self.zeros as f64 / total,
+            zero_bin: zero.map(|z| z - lo),
+            min: f64::from(self.range.min),
+            max: f64::from(self.range.max),
+        })
+    }
+
+    /// Grows the exponent to at least `at_least` and on until the window covers `self.range`
+    /// (and 0), moving the counts along.
+    fn cover(&mut self, at_least: i32) {
+        let mut exp = if self.bins.is_empty() { first_exponent(&self.range) } else { self.exp.max(at_least) };
+        let (mut lo, mut hi) = span(&self.range, exp);
+        while hi - lo >= BINS as i64 {
+            exp += 1;
+            (lo, hi) = span(&self.range, exp);
+        }
+        if self.bins.is_empty() {
+            (self.exp, self.base, self.bins) = (exp, lo, vec![0; BINS]);
+            return;
+        }
+        if exp == self.exp && lo >= self.base && hi < self.base + BINS as i64 {
+            return;
+        }
+        let shift = exp - self.exp;
+        let mut bins = vec![0; BINS];
+        for (i, &c) in self.bins.iter().enumerate().filter(|(_, c)| **c > 0) {
+            // An arithmetic shift is the floor division that merges bins exactly.
+            let k = (self.base + i as i64) >> shift;
+            bins[(k - lo) as usize] += c;
+        }
+        (self.exp, self.base, self.bins) = (exp, lo, bins);
+    }
+}
+
+/// The exponent for a first batch: the finest whose window holds it. A single value gets bins
+/// 2^-11 of its magnitude, so later values near it still land in distinct bins.
+fn first_exponent(range: &MinMax) -> i32 {
+    let width = f64::from(range.max.max(0.0)) - f64::from(range.min.min(0.0));
+    let exp = if width > 0.0 { (width / (BINS - 2) as f64).log2().floor() as i32 } else { -160 };
+    // Below f32's smallest subnormal no two values differ.
+    exp.max(-160)
+}
+
+impl Observer for Histogram {
+    fn observe(&mut self, values: &[f32]) {
+        let batch = MinMax::of(values);
+        self.range.nonfinite += batch.nonfinite;
+        if batch.is_empty() {
+            return;
+        }
+        self.range.min = self.range.min.min(batch.min);
+        self.range.max = self.range.max.max(batch.max);
+        self.cover(self.exp);
+        let scale = (-f64::from(self.exp)).exp2();
+        let base = self.base;
+        for &v in values {
+            if v == 0.0 {
+                self.zeros += 1;
+            } else if v.is_finite() {
+                let k = (f64::from(v) * scale).floor() as i64;
+                self.bins[(k - base) as usize] += 1;
+            }
+        }
+    }
+
+    /// Exact: both sides move to the coarser grid, whose bins are unions of the finer ones.
+    fn merge(&mut self, later: &Histogram) {
+        self.range.nonfinite += later.range.nonfinite;
+        if later.range.is_empty() {
+            return;
+        }
+        if self.range.is_empty() {
+            let nonfinite = self.range.nonfinite;
+            *self = later.clone();
+            self.range.nonfinite = nonfinite;
+            return;
+        }
+        self.range.min = self.range.min.min(later.range.min);
+        self.range.max = self.range.max.max(later.range.max);
+        self.cover(later.exp);
+        self.zeros += later.zeros;
+        for (i, &c) in later.bins.iter().enumerate().filter(|(_, c)| **c > 0) {
+            let k = (later.base + i as i64) >> (self.exp - later.exp);
+            self.bins[(k - self.base) as usize] += c;
+        }
+    }
+
+    fn range(&self) -> MinMax {
+        self.range
+    }
+}
+
+/// A histogram as probabilities over consecutive bins `[start + i·width, start + (i+1)·width)`,
+/// from the lowest occupied bin (or 0's) to the highest, plus the probability of exact zeros.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pdf {
+    pub start: f64,
+    pub width: f64,
+    /// Probability of each bin, exact zeros excluded.
+    pub p: Vec<f64>,
+    /// Probability of exactly 0.
+    pub zeros: f64,
+    /// The bin that holds 0, when the window reaches it.
+    pub zero_bin: Option<usize>,
+    /// The exact observed range.
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Pdf {
+    /// The centre of bin `i`.
+    pub fn centre(&self, i: usize) -> f64 {
+        self.start + (i as f64 + 0.5) * self.width
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, f: impl Fn(usize) -> f32) -> Vec<f32> {
+        (0..n).map(f).collect()
+    }
+
+    #[test]
+    fn counts_every_finite_value_and_keeps_zeros_apart() {
+        let mut v = values(1000, |i| (i as f32 - 300.0) * 0.01);
+        v.push(f32::NAN);
+        let h = Histogram::of(&v);
+        assert_eq!(h.count(), 1000);
+        assert_eq!(h.zeros, 1);
+        assert_eq!(h.range.nonfinite, 1);
+        assert_eq!((h.range.min, h.range.max), (-3.0, 6.99));
+    }
+
+    /// A later batch 1000× wider than the first is not dropped (AIMET's 3× window would lose
+    /// it): the grid coarsens and every value is still counted, in the bin that holds it.
+    #[test]
+    fn later_values_past_the_first_window_are_kept() {
+        let mut h = Histogram::of(&values(500, |i| i as f32 * 0.001));
+        h.observe(&values(500, |i| -250.0 + i as f32));
+        assert_eq!(h.count(), 1000);
+        let pdf = h.pdf().unwrap();
+        assert!(pdf.start <= -250.0 && pdf.start + pdf.width * pdf.p.len() as f64 > 249.0);
+        assert!((pdf.p.iter().sum::<f64>() + pdf.zeros - 1.0).abs() < 1e-12);
+        // −250 sits in the first bin of the window.
+        assert!(pdf.p[0] > 0.0);
+    }
+
+    #[test]
+    fn merging_parts_equals_the_bins_of_the_whole() {
+        let v = values(4000, |i| (((i * 7919) % 4001) as f32 - 2000.0) * 0.37);
+        let whole = Histogram::of(&v);
+        let mut parts = Histogram::of(&v[..100]);
+        for chunk in v[100..].chunks(700) {
+            parts.merge(&Histogram::of(chunk));
+        }
+        assert_eq!(parts.count(), whole.count());
+        // Both end on the same exponent here (the whole range decides it), so bins are equal.
+        assert_eq!(parts.pdf(), whole.pdf());
+    }
+
+    #[test]
+    fn a_single_value_and_all_zeros() {
+        let h = Histogram::of(&[3.5; 10]);
+        let pdf = h.pdf().unwrap();
+        assert_eq!(pdf.p.iter().filter(|&&p| p > 0.0).count(), 1);
+        assert_eq!((pdf.min, pdf.max), (3.5, 3.5));
+        let z = Histogram::of(&[0.0; 10]);
+        let pdf = z.pdf().unwrap();
+        assert_eq!(pdf.zeros, 1.0);
+        assert!(Histogram::of(&[f32::NAN]).pdf().is_none());
+    }
+
+    #[test]
+    fn huge_magnitudes_stay_in_range() {
+        let h = Histogram::of(&[-3.4028235e38, 0.5, 11.0]);
+        assert_eq!(h.count(), 3);
+        let pdf = h.pdf().unwrap();
+        assert!(pdf.start <= -3.4028235e38);
+    }
+}
