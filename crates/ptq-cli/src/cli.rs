@@ -308,9 +308,10 @@ pub enum MethodArg {
     Mse,
     Percentile,
     Entropy,
+    Auto,
 }
 
-const METHODS: &str = "min-max, sqnr, mse, percentile, entropy";
+const METHODS: &str = "auto, min-max, sqnr, mse, percentile, entropy";
 const LEGACY: &str = "tf, enhanced (tf_enhanced), symmetric, adjusted";
 
 fn parse_method(s: &str) -> Result<MethodArg, String> {
@@ -320,6 +321,7 @@ fn parse_method(s: &str) -> Result<MethodArg, String> {
         "mse" => MethodArg::Mse,
         "percentile" => MethodArg::Percentile,
         "entropy" => MethodArg::Entropy,
+        "auto" => MethodArg::Auto,
         _ => {
             return Err(format!(
                 "`{s}` is not a calibration method; the methods are {METHODS} (qairt's legacy \

@@ -1,5 +1,6 @@
 //! Writing `ptq quantize`'s results: the QDQ model and, when asked, the encodings JSON.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,7 @@ use ptq_onnx::proto::ModelProto;
 use ptq_pipeline::Config;
 use ptq_pipeline::simulate::OutputSqnr;
 use ptq_quant::json::to_json;
-use ptq_quant::{Encodings, Kind};
+use ptq_quant::{Encodings, Kind, MinMax};
 
 pub fn render(encodings: &Encodings, config: &Config) -> Result<String> {
     Ok(to_json(encodings, &config.quantizer_args(), config.json_version)?)
@@ -46,7 +47,16 @@ pub fn write_outputs(
 
 /// `ptq quantize`'s per-tensor report: where each encoding came from (override, QAT, calibrated,
 /// propagated, derived) or why the tensor stayed float, and the closing SQNR.
-pub fn report(encodings: &Encodings, folds: &[Fold], sqnr: &[OutputSqnr]) -> Result<String> {
+/// How calibration ranges were set: the methods, and per calibrated tensor the observed and the
+/// chosen range.
+pub struct Ranges<'a> {
+    pub activations: ptq_quant::Method,
+    pub weights: ptq_quant::Method,
+    pub observed: &'a BTreeMap<String, MinMax>,
+    pub chosen: &'a BTreeMap<String, MinMax>,
+}
+
+pub fn report(encodings: &Encodings, folds: &[Fold], sqnr: &[OutputSqnr], ranges: &Ranges) -> Result<String> {
     // How many samples, spread over the list, the SQNR was measured on (none in float fallback).
     let sqnr_samples = sqnr.first().map_or(0, |s| s.samples);
     let mut tensors = serde_json::Map::new();
@@ -55,12 +65,19 @@ pub fn report(encodings: &Encodings, folds: &[Fold], sqnr: &[OutputSqnr]) -> Res
         encodings.tensors.keys().chain(encodings.floats.keys()).collect();
     for name in names {
         let entry = match (encodings.tensors.get(name), encodings.floats.get(name)) {
-            (Some(t), _) => serde_json::json!({
-                "origin": t.encoding.origin.name(),
-                "kind": kind(t.kind),
-                "dtype": "int",
-                "bitwidth": t.encoding.bitwidth,
-            }),
+            (Some(t), _) => {
+                let mut e = serde_json::json!({
+                    "origin": t.encoding.origin.name(),
+                    "kind": kind(t.kind),
+                    "dtype": "int",
+                    "bitwidth": t.encoding.bitwidth,
+                });
+                if let (Some(o), Some(c)) = (ranges.observed.get(name), ranges.chosen.get(name)) {
+                    e["observed_range"] = serde_json::json!([o.min, o.max]);
+                    e["chosen_range"] = serde_json::json!([c.min, c.max]);
+                }
+                e
+            }
             (None, Some(f)) => serde_json::json!({
                 "origin": f.reason.name(),
                 "kind": kind(f.kind),
@@ -81,8 +98,29 @@ pub fn report(encodings: &Encodings, folds: &[Fold], sqnr: &[OutputSqnr]) -> Res
         .iter()
         .map(|f| serde_json::json!({ "layer": f.layer, "folded": f.follower, "op_type": f.kind.op_type() }))
         .collect();
-    let doc = serde_json::json!({ "tensors": tensors, "folded": folded, "sqnr_db": sqnr, "sqnr_samples": sqnr_samples });
+    let calibration = serde_json::json!({
+        "activations": ranges.activations.to_string(),
+        "weights": ranges.weights.to_string(),
+        "clipped_activations": clipped(ranges).len(),
+    });
+    let doc = serde_json::json!({
+        "tensors": tensors,
+        "folded": folded,
+        "calibration": calibration,
+        "sqnr_db": sqnr,
+        "sqnr_samples": sqnr_samples,
+    });
     Ok(serde_json::to_string_pretty(&doc)? + "\n")
+}
+
+/// The calibrated tensors whose chosen range is narrower than what calibration saw.
+pub fn clipped<'a>(ranges: &Ranges<'a>) -> Vec<&'a String> {
+    ranges
+        .chosen
+        .iter()
+        .filter(|(n, c)| ranges.observed.get(*n).is_some_and(|o| c.min > o.min || c.max < o.max))
+        .map(|(n, _)| n)
+        .collect()
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -81,6 +81,7 @@ fn range_settings(args: &QuantizeArgs) -> Result<(RangeSetting, RangeSetting)> {
         MethodArg::Mse => Method::Mse,
         MethodArg::Percentile => Method::Percentile(percentile.unwrap_or(DEFAULT_PERCENTILE)),
         MethodArg::Entropy => Method::Entropy,
+        MethodArg::Auto => Method::Auto,
     };
     let setting =
         |legacy: Option<Legacy>, schema_arg: Option<SchemaArg>, m: Option<MethodArg>, default: Schema| {
@@ -288,7 +289,7 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
             None => Data::FloatFallback { shapes: &shapes },
         },
     };
-    let Quantized { model, layout, assignment, observed, folds, sqnr, qdq, given, .. } =
+    let Quantized { model, layout, assignment, observed, chosen, folds, sqnr, qdq, given, .. } =
         ptq_pipeline::quantize(&config, &job, &events)?;
     if list.is_none() && given == 0 {
         bail!(
@@ -301,7 +302,14 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
     let encodings = &assignment.encodings;
     let json =
         args.dump_encoding_json.then(|| crate::encodings_file::render(encodings, &config)).transpose()?;
-    let mut side = vec![(report_path(&output), crate::encodings_file::report(encodings, &folds, &sqnr)?)];
+    let ranges = crate::encodings_file::Ranges {
+        activations: config.quant.act_calibration,
+        weights: config.quant.param_calibration,
+        observed: &observed,
+        chosen: &chosen,
+    };
+    let report = crate::encodings_file::report(encodings, &folds, &sqnr, &ranges)?;
+    let mut side = vec![(report_path(&output), report)];
     if let Some(json) = &json {
         side.push((encodings_path(&output), json.clone()));
     }
@@ -310,6 +318,9 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
     let mut summary =
         Summary::new(&model.graph, &layout, observed.keys(), &assignment, sqnr, start.elapsed());
     summary.set_folds(&folds);
+    if list.is_some() {
+        summary.set_ranges(&ranges);
+    }
     if ui.verbose > 0 {
         for (name, t) in &encodings.tensors {
             ui.detail(&format!("  {name}: int {}-bit, {}", t.encoding.bitwidth, t.encoding.origin));

@@ -22,6 +22,8 @@ pub struct Summary {
     saturated_biases: Vec<(String, usize)>,
     adjusted_weights: Vec<(String, usize)>,
     sqnr: Vec<OutputSqnr>,
+    /// How ranges were set: (activation method, weight method, activations clipped).
+    ranges: Option<(String, String, usize)>,
     elapsed: Duration,
 }
 
@@ -87,6 +89,7 @@ impl Summary {
             saturated_biases: a.saturated_biases.clone(),
             adjusted_weights: a.adjusted_weights.clone(),
             sqnr,
+            ranges: None,
             elapsed,
         }
     }
@@ -95,6 +98,11 @@ impl Summary {
         for f in folds {
             *self.folded.entry(f.kind.op_type()).or_default() += 1;
         }
+    }
+
+    pub fn set_ranges(&mut self, r: &crate::encodings_file::Ranges) {
+        let clipped = crate::encodings_file::clipped(r).len();
+        self.ranges = Some((r.activations.to_string(), r.weights.to_string(), clipped));
     }
 
     pub fn render(&self, model: &Path, side: &[&Path]) -> String {
@@ -109,6 +117,17 @@ impl Summary {
         lines.push(format!("  quantized  {total} tensors: {}", parts.join(", ")));
         let origins: Vec<String> = self.by_origin.iter().map(|(o, n)| format!("{o} {n}")).collect();
         lines.push(format!("  origin     {}", origins.join(", ")));
+        if let Some((act, weights, clipped)) = &self.ranges {
+            let act = if act == "auto" {
+                "auto (sqnr search; graph outputs and the scores entering Softmax/Sigmoid keep their observed range)"
+            } else {
+                act
+            };
+            lines.push(format!(
+                "  ranges     activations {act}, {clipped} narrower than observed; weights {weights} (the report \
+                 lists each tensor's observed and chosen range)"
+            ));
+        }
         if !self.folded.is_empty() {
             let parts: Vec<String> = self.folded.iter().map(|(op, n)| format!("{n} {op}")).collect();
             lines.push(format!(

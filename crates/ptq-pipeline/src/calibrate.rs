@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use anyhow::Result;
 use ptq_data::{Sample, Samples};
 use ptq_engine::{Engine, TractEngine, run_parts};
-use ptq_ir::Tensor;
+use ptq_ir::{Graph, Tensor};
 use ptq_quant::rules::Layout;
 use ptq_quant::{Given, GivenEncodings, Histogram, Method, MinMax, Observer, QuantSpec, Schema, calibration};
 use rayon::prelude::*;
@@ -117,6 +117,7 @@ fn observe<O: Observer>(
 /// histogram for the grid that tensor gets (the activation spec, or the bitwidth an override
 /// asks for).
 pub fn chosen_ranges(
+    graph: &Graph,
     seen: &BTreeMap<String, Histogram>,
     method: Method,
     act: &QuantSpec,
@@ -135,7 +136,7 @@ pub fn chosen_ranges(
     };
     let chosen: Vec<(String, MinMax)> = seen
         .par_iter()
-        .map(|(name, h)| (name.clone(), calibration::choose(h, method, &spec(name))))
+        .map(|(name, h)| (name.clone(), calibration::choose(h, method.for_tensor(graph, name), &spec(name))))
         .collect();
     chosen.into_iter().collect()
 }

@@ -49,6 +49,9 @@ pub struct Quantized {
     pub assignment: Assignment,
     /// The tensors calibration (or type inference) saw float, with their ranges.
     pub observed: BTreeMap<String, MinMax>,
+    /// The range each calibrated tensor's encoding was computed from (the observed one for
+    /// min-max; narrower where a range search clipped); empty in float fallback.
+    pub chosen: BTreeMap<String, MinMax>,
     pub folds: Vec<Fold>,
     /// Per graph output, on samples spread over the list; empty without samples.
     pub sqnr: Vec<OutputSqnr>,
@@ -65,7 +68,7 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
     given::check(&mut given.encodings, &given.model.graph, &model.graph, job.allow_unknown_names, events)?;
     events.timed("load, convert, fold", t.elapsed());
     let layout = layout(&model.graph, config.rules, &|t| given.encodings.contains_key(t));
-    let (assignment, observed, sqnr) = match &job.data {
+    let (assignment, observed, chosen, sqnr) = match &job.data {
         Data::Calibrate { list, read } => {
             let samples = model.samples(list, read(&model.graph)?)?;
             let t = Instant::now();
@@ -76,7 +79,7 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
                     calibrate::<Histogram>(&model, &samples, &layout, &measured, events)?;
                 events.timed("calibrate", t.elapsed());
                 let t = Instant::now();
-                let ranges = chosen_ranges(&seen, method, &config.quant.act, &given.encodings);
+                let ranges = chosen_ranges(&model.graph, &seen, method, &config.quant.act, &given.encodings);
                 events.timed(&format!("choose {method} ranges"), t.elapsed());
                 (seen.into_iter().map(|(n, h)| (n, h.range)).collect(), ranges, reference)
             } else {
@@ -90,7 +93,7 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
             let t = Instant::now();
             let sqnr = measure_sqnr(&model, &samples.pick(&measured), &assignment.encodings, &reference)?;
             events.timed("simulate for SQNR", t.elapsed());
-            (assignment, observed, sqnr)
+            (assignment, observed, ranges, sqnr)
         }
         Data::FloatFallback { shapes } => {
             let observed = float_tensors(&model, &model.bound_inputs(shapes)?)?;
@@ -102,7 +105,7 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
                 &given.encodings,
                 Mode::FloatFallback,
             )?;
-            (assignment, observed, Vec::new())
+            (assignment, observed, BTreeMap::new(), Vec::new())
         }
     };
     let qdq = qdq_model(&model.loaded.model, &model.graph, &assignment.encodings)?;
@@ -112,5 +115,5 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
         ));
     }
     let (given, given_by_model) = (given.encodings.len(), given.from_model);
-    Ok(Quantized { model, layout, assignment, observed, folds, sqnr, qdq, given, given_by_model })
+    Ok(Quantized { model, layout, assignment, observed, chosen, folds, sqnr, qdq, given, given_by_model })
 }

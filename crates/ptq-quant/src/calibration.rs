@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use ptq_ir::Graph;
+
 use crate::histogram::Pdf;
 use crate::{Encoding, Histogram, MIN_RANGE, MinMax, Origin, QuantSpec, Schema};
 
@@ -24,7 +26,15 @@ pub enum Method {
     /// The clipping threshold with the least KL divergence between the distribution and its
     /// 8-bit quantization (min-max at other bitwidths, as AIMET does).
     Entropy,
+    /// ptq's default: the sqnr search, except on the tensors whose clipping changes decisions
+    /// rather than adding noise — graph outputs and the scores entering Softmax, Sigmoid and
+    /// the like, which keep their observed range (see [`Method::for_tensor`]).
+    Auto,
 }
+
+/// Ops whose input is a score turned into a probability or a decision: clipping a logit moves
+/// the decision, where clipping elsewhere only trades noise for saturation.
+const DECIDING_OPS: [&str; 6] = ["Softmax", "LogSoftmax", "Sigmoid", "ArgMax", "ArgMin", "TopK"];
 
 impl Method {
     /// Whether it needs a histogram (everything but min-max).
@@ -39,7 +49,17 @@ impl Method {
             Method::Mse => "mse",
             Method::Percentile(_) => "percentile",
             Method::Entropy => "entropy",
+            Method::Auto => "auto",
         }
+    }
+
+    /// The method for one tensor of `graph`: [`Method::Auto`] resolved by the tensor's role.
+    pub fn for_tensor(self, graph: &Graph, tensor: &str) -> Method {
+        if self != Method::Auto {
+            return self;
+        }
+        let deciding = graph.consumers(tensor).any(|n| DECIDING_OPS.contains(&n.op_type.as_str()));
+        if deciding || graph.outputs.iter().any(|o| o == tensor) { Method::MinMax } else { Method::Sqnr }
     }
 }
 
@@ -63,7 +83,7 @@ pub fn choose(histogram: &Histogram, method: Method, spec: &QuantSpec) -> MinMax
     let Some(pdf) = histogram.pdf() else { return histogram.range };
     let (lo, hi) = match method {
         Method::MinMax => (pdf.min, pdf.max),
-        Method::Sqnr => sqnr(&pdf, spec),
+        Method::Sqnr | Method::Auto => sqnr(&pdf, spec),
         Method::Mse => mse(&pdf, spec),
         Method::Percentile(p) => percentile(&pdf, p),
         Method::Entropy if spec.bitwidth == 8 => entropy(&pdf, spec),
@@ -301,7 +321,9 @@ fn cost(pdf: &Pdf, sums: &Prefix, e: &Encoding, gamma: f64) -> f64 {
     // Bins whose centre is at or above hi_val (clipped); at hi_val itself the error is 0.
     total += gamma * sums.squared_error(b, n, hi_u);
     let levels = (qmax - qmin + 1) as usize;
-    if scale >= w && levels <= b - a {
+    let occupied =
+        &sums.occupied[sums.occupied.partition_point(|&i| i < a)..sums.occupied.partition_point(|&i| i < b)];
+    if scale >= w && levels <= occupied.len() {
         // A level spans whole bins: each bin rounds to one level, as its centre does, and its
         // values spread w²/12 around that centre.
         for k in qmin..=qmax {
@@ -314,7 +336,7 @@ fn cost(pdf: &Pdf, sums: &Prefix, e: &Encoding, gamma: f64) -> f64 {
         }
         total += sums.mass(a, b) / 12.0;
     } else if scale >= w {
-        for i in a..b {
+        for &i in occupied {
             let x = pdf.centre(i);
             let q = ((x / scale).round() + zp).clamp(qmin as f64, qmax as f64);
             let d = (x - (q - zp) * scale) / w;
@@ -334,11 +356,14 @@ struct Prefix {
     p: Vec<f64>,
     pu: Vec<f64>,
     puu: Vec<f64>,
+    /// The bins that hold values (a weight slice of nine values occupies nine of thousands).
+    occupied: Vec<usize>,
 }
 
 impl Prefix {
     fn new(p: &[f64]) -> Prefix {
-        let mut s = Prefix { p: vec![0.0], pu: vec![0.0], puu: vec![0.0] };
+        let occupied = (0..p.len()).filter(|&i| p[i] > 0.0).collect();
+        let mut s = Prefix { p: vec![0.0], pu: vec![0.0], puu: vec![0.0], occupied };
         for (i, &x) in p.iter().enumerate() {
             let u = i as f64 + 0.5;
             s.p.push(s.p[i] + x);
