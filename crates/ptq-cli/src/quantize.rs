@@ -11,7 +11,7 @@ use ptq_quant::rules::RuleOptions;
 use ptq_quant::{QuantSpec, Schema};
 
 use crate::UsageError;
-use crate::cli::{DataArgs, EncodingVersion, QuantizeArgs, SchemaArg};
+use crate::cli::{DataArgs, EncodingVersion, GivenArgs, QuantSettings, QuantizeArgs, SchemaArg};
 use crate::data_flags::{read_options, shape_bindings};
 use crate::summary::Summary;
 use crate::ui::{Terminal, Ui};
@@ -27,24 +27,12 @@ fn schema(s: SchemaArg) -> Schema {
 /// Flag combinations the spec (§1.1) forbids, as usage errors; returns the calibration list
 /// (`None`: float fallback).
 fn check_flags(args: &QuantizeArgs) -> Result<Option<PathBuf>> {
+    check_given(&args.given)?;
+    check_settings(&args.settings)?;
     if args.enable_float_fallback && args.given.ignore_quantization_overrides {
         bail!(UsageError(
             "--enable_float_fallback and --ignore_quantization_overrides cannot be used together: float \
              fallback only propagates the encodings that --ignore_quantization_overrides drops"
-                .into()
-        ));
-    }
-    if args.given.ignore_quantization_overrides && args.given.quantization_overrides.is_some() {
-        bail!(UsageError(
-            "--quantization_overrides and --ignore_quantization_overrides cannot be used together (spec §1.1): \
-             give the overrides to use them, or drop them"
-                .into()
-        ));
-    }
-    if args.enable_per_row_quantized_bias && !args.use_per_row_quantization {
-        bail!(UsageError(
-            "--enable_per_row_quantized_bias needs --use_per_row_quantization (per-row biases follow \
-             per-row weights)"
                 .into()
         ));
     }
@@ -63,9 +51,33 @@ fn check_flags(args: &QuantizeArgs) -> Result<Option<PathBuf>> {
     }
 }
 
+/// The given-encodings flags that exclude each other (spec §1.1), as usage errors.
+pub fn check_given(given: &GivenArgs) -> Result<()> {
+    if given.ignore_quantization_overrides && given.quantization_overrides.is_some() {
+        bail!(UsageError(
+            "--quantization_overrides and --ignore_quantization_overrides cannot be used together (spec §1.1): \
+             give the overrides to use them, or drop them"
+                .into()
+        ));
+    }
+    Ok(())
+}
+
+/// The quantization settings that need each other, as usage errors.
+pub fn check_settings(settings: &QuantSettings) -> Result<()> {
+    if settings.enable_per_row_quantized_bias && !settings.use_per_row_quantization {
+        bail!(UsageError(
+            "--enable_per_row_quantized_bias needs --use_per_row_quantization (per-row biases follow \
+             per-row weights)"
+                .into()
+        ));
+    }
+    Ok(())
+}
+
 /// `--restrict_quantization_steps`, checked against the weight bitwidth; `None` (with qairt's
 /// warning) where it does not apply: asymmetric per-tensor weights.
-fn restricted_steps(args: &QuantizeArgs, ui: &Ui) -> Result<Option<(i64, i64)>> {
+fn restricted_steps(args: &QuantSettings, ui: &Ui) -> Result<Option<(i64, i64)>> {
     let Some((lo, hi)) = args.restrict_quantization_steps else { return Ok(None) };
     let half = 1i64 << (args.weights_bitwidth - 1);
     if lo < -half || hi > half - 1 {
@@ -93,9 +105,9 @@ fn restricted_steps(args: &QuantizeArgs, ui: &Ui) -> Result<Option<(i64, i64)>> 
 
 /// The data flags, with `--preserve_io_datatype`'s native reading added: its names must be
 /// inputs or outputs of the model (outputs keep their dtype anyway: QDQ models end in float).
-fn data_args(args: &QuantizeArgs, g: &Graph) -> Result<DataArgs> {
-    let mut data = args.data.clone();
-    match &args.preserve_io_datatype {
+pub fn data_args(data: &DataArgs, settings: &QuantSettings, g: &Graph) -> Result<DataArgs> {
+    let mut data = data.clone();
+    match &settings.preserve_io_datatype {
         None => {}
         Some(names) if names.is_empty() => data.use_native_input_files = true,
         Some(names) => {
@@ -152,7 +164,7 @@ pub fn encodings_path(output: &Path) -> PathBuf {
 }
 
 /// The one configuration of this run, from the flags.
-fn config(args: &QuantizeArgs, ui: &Ui) -> Result<Config> {
+pub fn config(args: &QuantSettings, json_version: JsonVersion, ui: &Ui) -> Result<Config> {
     let act = QuantSpec::new(args.act_bitwidth, schema(args.act_quantizer_schema));
     let weight = QuantSpec {
         restricted: restricted_steps(args, ui)?,
@@ -173,10 +185,7 @@ fn config(args: &QuantizeArgs, ui: &Ui) -> Result<Config> {
             per_channel: args.use_per_channel_quantization,
             per_row: args.use_per_row_quantization,
         },
-        json_version: match args.encoding_version {
-            EncodingVersion::V1_0_0 => JsonVersion::V1_0_0,
-            EncodingVersion::V0_6_1 => JsonVersion::V0_6_1,
-        },
+        json_version,
         ..Config::default()
     })
 }
@@ -185,10 +194,14 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
     let start = Instant::now();
     let list = check_flags(args)?;
     let output = output_path(args)?;
-    let config = config(args, ui)?;
+    let json_version = match args.encoding_version {
+        EncodingVersion::V1_0_0 => JsonVersion::V1_0_0,
+        EncodingVersion::V0_6_1 => JsonVersion::V0_6_1,
+    };
+    let config = config(&args.settings, json_version, ui)?;
     let events = Terminal::new(ui);
     let shapes = shape_bindings(&args.data.shapes)?;
-    let read = |graph: &Graph| read_options(&data_args(args, graph)?);
+    let read = |graph: &Graph| read_options(&data_args(&args.data, &args.settings, graph)?);
     let job = Job {
         model: &args.input_model,
         overrides: args.given.quantization_overrides.as_deref(),
