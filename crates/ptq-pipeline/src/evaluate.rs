@@ -165,6 +165,8 @@ pub fn evaluate(
 /// float run's computing them to the quantized run's computing their counterpart.
 struct Part {
     float: Vec<Vec<f32>>,
+    /// A float tensor through its own grid, one at a time.
+    scratch: Vec<f32>,
     /// The float values of this sample wait for their counterpart.
     waiting: Vec<bool>,
     own: Vec<Sqnr>,
@@ -178,6 +180,7 @@ impl Part {
     fn new(n: usize) -> Part {
         Part {
             float: vec![Vec::new(); n],
+            scratch: Vec::new(),
             waiting: vec![false; n],
             own: vec![Sqnr::default(); n],
             own_unknown: vec![false; n],
@@ -191,7 +194,7 @@ impl Part {
     fn watch(&mut self, k: usize, values: &[f32], probes: &[Probe], shapes: &[Option<Vec<usize>>]) {
         let n = probes.len();
         if k < n {
-            match probes[k].grid.own(values, shapes[k].as_deref()) {
+            match probes[k].grid.own(values, shapes[k].as_deref(), &mut self.scratch) {
                 Some(s) => self.own[k].merge(&s),
                 None => self.own_unknown[k] = true,
             }
@@ -400,10 +403,11 @@ mod tests {
         e.axis = Some(1);
         // Shape [1, 2, 2]: channel 0 holds 0.4, 0.6 (→ 0, 1), channel 1 holds 0.4, 0.6 (→ 0.5, 0.5).
         let values = [0.4, 0.6, 0.4, 0.6];
-        let own = Grid::Int(e.clone()).own(&values, Some(&[1, 2, 2])).unwrap();
+        let scratch = &mut Vec::new();
+        let own = Grid::Int(e.clone()).own(&values, Some(&[1, 2, 2]), scratch).unwrap();
         assert_eq!(own, Sqnr::of(&values, &[0.0, 1.0, 0.5, 0.5]));
-        assert_eq!(Grid::Int(e.clone()).own(&values, None), None, "no shape, no channels");
-        assert_eq!(Grid::Int(e).own(&values, Some(&[1, 4])), None, "axis 1 is not of 2 channels");
+        assert_eq!(Grid::Int(e.clone()).own(&values, None, scratch), None, "no shape, no channels");
+        assert_eq!(Grid::Int(e).own(&values, Some(&[1, 4]), scratch), None, "axis 1 is not of 2 channels");
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use ptq_engine::fake_quant::fake_quant_in_place;
 use ptq_export::{Simulation, lower_qdq, simulation_model};
 use ptq_ir::{Graph, Source};
 use ptq_quant::{Encoding, Encodings};
@@ -22,26 +23,37 @@ pub enum Grid {
 
 impl Grid {
     /// The SQNR of `values` (of `shape`, where known) against their own quantized values: the
-    /// error this grid alone adds. `None` for a per-channel grid whose channels cannot be found
-    /// (shape unknown, or its axis not of the grid's length).
-    pub fn own(&self, values: &[f32], shape: Option<&[usize]>) -> Option<Sqnr> {
-        let mut s = Sqnr::default();
+    /// error this grid alone adds. `scratch` holds the quantized copy. `None` for a per-channel
+    /// grid whose channels cannot be found (shape unknown, or its axis not of the grid's length).
+    pub fn own(&self, values: &[f32], shape: Option<&[usize]>, scratch: &mut Vec<f32>) -> Option<Sqnr> {
+        scratch.clear();
+        scratch.extend_from_slice(values);
         match self {
-            Grid::Float16 => values.iter().for_each(|&x| s.add(x, half::f16::from_f32(x).to_f32())),
-            Grid::Int(e) if e.scales.len() == 1 => values.iter().for_each(|&x| s.add(x, e.fake_quant(0, x))),
+            Grid::Float16 => scratch.iter_mut().for_each(|x| *x = half::f16::from_f32(*x).to_f32()),
             Grid::Int(e) => {
-                let (axis, shape) = (e.axis?, shape?);
-                if shape.get(axis) != Some(&e.scales.len()) {
-                    return None;
-                }
-                let inner: usize = shape[axis + 1..].iter().product();
-                let channels = e.scales.len();
-                for (i, &x) in values.iter().enumerate() {
-                    s.add(x, e.fake_quant((i / inner.max(1)) % channels, x));
+                let (lo, hi) = e.storage_range();
+                let apply = |run: &mut [f32], c: usize| {
+                    let (scale, zp) = (e.scales[c], e.zero_points[c] as f32);
+                    fake_quant_in_place(run, scale, zp, lo as f32, hi as f32);
+                };
+                if e.scales.len() == 1 {
+                    apply(scratch, 0);
+                } else {
+                    let (axis, shape) = (e.axis?, shape?);
+                    if shape.get(axis) != Some(&e.scales.len())
+                        || shape.iter().product::<usize>() != values.len()
+                    {
+                        return None;
+                    }
+                    // Channel c of axis `axis` is every run of `inner` elements at c (mod channels).
+                    let inner: usize = shape[axis + 1..].iter().product();
+                    for (i, run) in scratch.chunks_mut(inner.max(1)).enumerate() {
+                        apply(run, i % e.scales.len());
+                    }
                 }
             }
         }
-        Some(s)
+        Some(Sqnr::of(values, scratch))
     }
 }
 
