@@ -34,6 +34,10 @@ pub enum Command {
     Run(RunArgs),
     /// Describe a model: inputs, outputs, opsets, operators, constants, what ptq cannot run.
     Inspect(InspectArgs),
+    /// Compare a quantized model with its float model: SQNR, cosine and top-1 per output, and
+    /// where error enters and accumulates per tensor (--float_model F --quantized_model Q, or
+    /// --input_model F with the quantize flags to quantize in memory).
+    Evaluate(EvaluateArgs),
 }
 
 /// How samples are read from an input list (qnn-net-run's syntax and flags).
@@ -217,6 +221,23 @@ pub struct QuantizeArgs {
     pub enable_float_fallback: bool,
     #[command(flatten)]
     pub given: GivenArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub settings: QuantSettings,
+    /// Also write the encodings JSON as `<output stem>_encoding.json`.
+    #[arg(long)]
+    pub dump_encoding_json: bool,
+    /// Format of the encodings JSON.
+    #[arg(long, value_name = "VERSION", value_enum, default_value = "1.0.0")]
+    pub encoding_version: EncodingVersion,
+}
+
+/// How tensors are quantized: bitwidths, schemas, granularity (qairt-quantizer's flags). Shared
+/// by `quantize` and `evaluate --input_model`.
+#[derive(Debug, Args)]
+#[command(rename_all = "snake_case")]
+pub struct QuantSettings {
     /// Bitwidth of the tensors left float (16: a Cast pair to float16 and back in the model).
     #[arg(long, value_name = "BITS", default_value = "32", value_parser = bitwidth(&[16, 32]))]
     pub float_bitwidth: u8,
@@ -226,8 +247,6 @@ pub struct QuantizeArgs {
     /// Keep weights quantized where their layer runs in float (its bias goes float).
     #[arg(long)]
     pub keep_weights_quantized: bool,
-    #[command(flatten)]
-    pub data: DataArgs,
     /// Activation bitwidth (8 or 16).
     #[arg(long, value_name = "BITS", default_value = "8", value_parser = bitwidth(&[8, 16]))]
     pub act_bitwidth: u8,
@@ -292,12 +311,51 @@ pub struct QuantizeArgs {
     /// weight scale), enlarge that channel's weight scale until it does.
     #[arg(long)]
     pub adjust_bias_encoding: bool,
-    /// Also write the encodings JSON as `<output stem>_encoding.json`.
+}
+
+/// `ptq evaluate`: two ways to get the quantized model, one comparison.
+#[derive(Debug, Args)]
+#[command(rename_all = "snake_case")]
+pub struct EvaluateArgs {
+    /// The float ONNX model to compare against (with --quantized_model).
+    #[arg(long, value_name = "FILE", requires = "quantized_model",
+          conflicts_with_all = ["input_model", "eval_list", "GivenArgs", "QuantSettings"])]
+    pub float_model: Option<PathBuf>,
+    /// A QDQ ONNX model of --float_model (ptq's, onnxruntime's quantize_static, a QAT export);
+    /// tensors are matched by name.
+    #[arg(long, value_name = "FILE", requires = "float_model")]
+    pub quantized_model: Option<PathBuf>,
+    /// Quantize this float model in memory with the quantize flags below (calibrating on
+    /// --input_list) and evaluate the result; nothing is written but the evaluation.
+    #[arg(long, value_name = "FILE", visible_alias = "input_dlc")]
+    pub input_model: Option<PathBuf>,
+    /// The samples: the evaluation list with --float_model, the calibration list with
+    /// --input_model.
+    #[arg(long, value_name = "FILE")]
+    pub input_list: Option<PathBuf>,
+    /// With --input_model: the samples to evaluate on [default: --input_list].
+    #[arg(long, value_name = "FILE")]
+    pub eval_list: Option<PathBuf>,
+    /// One class index per line, aligned with the evaluated list: adds top-1 accuracy of both
+    /// models on the first output, and their top-1 agreement.
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<PathBuf>,
+    /// Where evaluate.json, evaluate.md, evaluate.png and evaluate.svg go (created if missing;
+    /// files of those names are replaced).
+    #[arg(long, value_name = "DIR", default_value = "evaluate")]
+    pub output_dir: PathBuf,
+    /// Also print evaluate.json on stdout.
     #[arg(long)]
-    pub dump_encoding_json: bool,
-    /// Format of the encodings JSON.
-    #[arg(long, value_name = "VERSION", value_enum, default_value = "1.0.0")]
-    pub encoding_version: EncodingVersion,
+    pub json: bool,
+    /// How many of the worst tensors the Markdown table and the chart show (all are in the JSON).
+    #[arg(long, value_name = "N", default_value = "30", value_parser = clap::value_parser!(u32).range(1..))]
+    pub top: u32,
+    #[command(flatten)]
+    pub given: GivenArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub settings: QuantSettings,
 }
 
 /// A range-setting method (`--*_quantizer_calibration`), before the percentile is known.

@@ -5,10 +5,13 @@ mod cli;
 mod convert;
 mod data_flags;
 mod encodings_file;
+mod evaluate;
+mod evaluate_report;
 mod inspect;
 mod interrupt;
 mod names;
 mod output_dir;
+mod plot;
 mod progress;
 mod quantize;
 mod run;
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
         Command::Convert(args) => convert::convert(args, &ui),
         Command::Run(args) => run::run(args, &ui),
         Command::Inspect(args) => inspect::inspect(args),
+        Command::Evaluate(args) => evaluate::evaluate(args, &ui),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,7 +11,9 @@ use ptq_quant::rules::RuleOptions;
 use ptq_quant::{Method, QuantSpec, Schema};
 
 use crate::UsageError;
-use crate::cli::{DataArgs, EncodingVersion, Legacy, MethodArg, QuantizeArgs, SchemaArg};
+use crate::cli::{
+    DataArgs, EncodingVersion, GivenArgs, Legacy, MethodArg, QuantSettings, QuantizeArgs, SchemaArg,
+};
 use crate::data_flags::{read_options, shape_bindings};
 use crate::summary::Summary;
 use crate::ui::{Terminal, Ui};
@@ -35,7 +37,7 @@ struct RangeSetting {
 
 /// Activation and weight schemas and methods, from the current flags or qairt's legacy
 /// `--act_quantizer`/`--param_quantizer` (spec §1.0), never both (spec §1.1).
-fn range_settings(args: &QuantizeArgs) -> Result<(RangeSetting, RangeSetting)> {
+fn range_settings(args: &QuantSettings) -> Result<(RangeSetting, RangeSetting)> {
     let current = [
         ("--act_quantizer_calibration", args.act_quantizer_calibration.is_some()),
         ("--param_quantizer_calibration", args.param_quantizer_calibration.is_some()),
@@ -113,24 +115,12 @@ fn range_settings(args: &QuantizeArgs) -> Result<(RangeSetting, RangeSetting)> {
 /// Flag combinations the spec (§1.1) forbids, as usage errors; returns the calibration list
 /// (`None`: float fallback).
 fn check_flags(args: &QuantizeArgs) -> Result<Option<PathBuf>> {
+    check_given(&args.given)?;
+    check_settings(&args.settings)?;
     if args.enable_float_fallback && args.given.ignore_quantization_overrides {
         bail!(UsageError(
             "--enable_float_fallback and --ignore_quantization_overrides cannot be used together: float \
              fallback only propagates the encodings that --ignore_quantization_overrides drops"
-                .into()
-        ));
-    }
-    if args.given.ignore_quantization_overrides && args.given.quantization_overrides.is_some() {
-        bail!(UsageError(
-            "--quantization_overrides and --ignore_quantization_overrides cannot be used together (spec §1.1): \
-             give the overrides to use them, or drop them"
-                .into()
-        ));
-    }
-    if args.enable_per_row_quantized_bias && !args.use_per_row_quantization {
-        bail!(UsageError(
-            "--enable_per_row_quantized_bias needs --use_per_row_quantization (per-row biases follow \
-             per-row weights)"
                 .into()
         ));
     }
@@ -149,9 +139,33 @@ fn check_flags(args: &QuantizeArgs) -> Result<Option<PathBuf>> {
     }
 }
 
+/// The given-encodings flags that exclude each other (spec §1.1), as usage errors.
+pub fn check_given(given: &GivenArgs) -> Result<()> {
+    if given.ignore_quantization_overrides && given.quantization_overrides.is_some() {
+        bail!(UsageError(
+            "--quantization_overrides and --ignore_quantization_overrides cannot be used together (spec §1.1): \
+             give the overrides to use them, or drop them"
+                .into()
+        ));
+    }
+    Ok(())
+}
+
+/// The quantization settings that need each other, as usage errors.
+pub fn check_settings(settings: &QuantSettings) -> Result<()> {
+    if settings.enable_per_row_quantized_bias && !settings.use_per_row_quantization {
+        bail!(UsageError(
+            "--enable_per_row_quantized_bias needs --use_per_row_quantization (per-row biases follow \
+             per-row weights)"
+                .into()
+        ));
+    }
+    Ok(())
+}
+
 /// `--restrict_quantization_steps`, checked against the weight bitwidth; `None` (with qairt's
 /// warning) where it does not apply: asymmetric per-tensor weights.
-fn restricted_steps(args: &QuantizeArgs, param_schema: Schema, ui: &Ui) -> Result<Option<(i64, i64)>> {
+fn restricted_steps(args: &QuantSettings, param_schema: Schema, ui: &Ui) -> Result<Option<(i64, i64)>> {
     let Some((lo, hi)) = args.restrict_quantization_steps else { return Ok(None) };
     let half = 1i64 << (args.weights_bitwidth - 1);
     if lo < -half || hi > half - 1 {
@@ -179,9 +193,9 @@ fn restricted_steps(args: &QuantizeArgs, param_schema: Schema, ui: &Ui) -> Resul
 
 /// The data flags, with `--preserve_io_datatype`'s native reading added: its names must be
 /// inputs or outputs of the model (outputs keep their dtype anyway: QDQ models end in float).
-fn data_args(args: &QuantizeArgs, g: &Graph) -> Result<DataArgs> {
-    let mut data = args.data.clone();
-    match &args.preserve_io_datatype {
+pub fn data_args(data: &DataArgs, settings: &QuantSettings, g: &Graph) -> Result<DataArgs> {
+    let mut data = data.clone();
+    match &settings.preserve_io_datatype {
         None => {}
         Some(names) if names.is_empty() => data.use_native_input_files = true,
         Some(names) => {
@@ -238,7 +252,7 @@ pub fn encodings_path(output: &Path) -> PathBuf {
 }
 
 /// The one configuration of this run, from the flags.
-fn config(args: &QuantizeArgs, ui: &Ui) -> Result<Config> {
+pub fn config(args: &QuantSettings, json_version: JsonVersion, ui: &Ui) -> Result<Config> {
     let (act, param) = range_settings(args)?;
     let act_calibration = act.method;
     let act = QuantSpec::new(args.act_bitwidth, act.schema);
@@ -263,10 +277,7 @@ fn config(args: &QuantizeArgs, ui: &Ui) -> Result<Config> {
             per_channel: args.use_per_channel_quantization,
             per_row: args.use_per_row_quantization,
         },
-        json_version: match args.encoding_version {
-            EncodingVersion::V1_0_0 => JsonVersion::V1_0_0,
-            EncodingVersion::V0_6_1 => JsonVersion::V0_6_1,
-        },
+        json_version,
         ..Config::default()
     })
 }
@@ -275,10 +286,14 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
     let start = Instant::now();
     let list = check_flags(args)?;
     let output = output_path(args)?;
-    let config = config(args, ui)?;
+    let json_version = match args.encoding_version {
+        EncodingVersion::V1_0_0 => JsonVersion::V1_0_0,
+        EncodingVersion::V0_6_1 => JsonVersion::V0_6_1,
+    };
+    let config = config(&args.settings, json_version, ui)?;
     let events = Terminal::new(ui);
     let shapes = shape_bindings(&args.data.shapes)?;
-    let read = |graph: &Graph| read_options(&data_args(args, graph)?);
+    let read = |graph: &Graph| read_options(&data_args(&args.data, &args.settings, graph)?);
     let job = Job {
         model: &args.input_model,
         overrides: args.given.quantization_overrides.as_deref(),

@@ -203,6 +203,13 @@ impl FakeQuant {
     }
 }
 
+/// Fake-quantizes `values` in place with one scale and zero point (an integral value) onto
+/// `[qmin, qmax]`: exactly what the FakeQuant operator computes, at the same speed, for callers
+/// that quantize tensors outside a model (evaluation's own-error SQNR).
+pub fn fake_quant_in_place(values: &mut [f32], scale: f32, zero_point: f32, qmin: f32, qmax: f32) {
+    simd::apply_all(values, scale, zero_point, qmin, qmax);
+}
+
 /// [`FakeQuant::apply`] over a slice, built for the widest vector unit the processor has
 /// (checked at run time): the same arithmetic, so the same results, 16 or 8 lanes at a time.
 mod simd {

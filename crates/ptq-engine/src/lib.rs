@@ -4,7 +4,8 @@
 //! before tract optimises the graph, so the optimiser keeps them; tensors it folds into
 //! constants are still returned. [`run_samples`] feeds an input list through any [`Engine`] in
 //! parallel, one runner per worker thread, handing each sample's tensors to the caller at once
-//! so no activation outlives its sample.
+//! so no activation outlives its sample. [`Tandem`] runs several engines (a float model and its
+//! quantized version) on each sample as one.
 //!
 //! [`fake_quant`] is ptq's own `ai.ptq` `FakeQuant` operator, which the tract engine always
 //! understands: simulated models use it instead of QuantizeLinear/DequantizeLinear.
@@ -15,12 +16,14 @@ mod error;
 pub mod fake_quant;
 mod parallel;
 mod shapes;
+mod tandem;
 mod tract;
 mod unsupported;
 
 pub use error::Error;
 pub use parallel::{run_parts, run_samples};
 pub use shapes::IgnoredShape;
+pub use tandem::Tandem;
 pub use tract::{TractEngine, float_tensors, unsupported_ops};
 pub use unsupported::UnsupportedOp;
 

@@ -31,6 +31,8 @@ pub struct TractEngine {
     /// Watched tensors tract folded into constants (index in `watched`, value): the plan seeds
     /// them rather than computing them, so each run shows them as they are.
     watched_constants: Vec<(usize, Arc<tract_onnx::prelude::Tensor>)>,
+    /// The shape of each watched tensor, where tract knows it once the inputs are bound.
+    watched_shapes: Vec<Option<Vec<usize>>>,
 }
 
 /// The model as tract reads it, without its declared intermediate shapes (`value_info`): those
@@ -176,6 +178,13 @@ impl TractEngine {
         let mut watch_by_node: HashMap<usize, Vec<(usize, usize)>> = HashMap::new();
         let mut watched_constants = Vec::new();
         let mut dead_ends = Vec::new();
+        let watched_shapes = watched_outlets
+            .iter()
+            .map(|o| {
+                let fact = optimized.outlet_fact(*o).ok()?;
+                fact.shape.as_concrete().map(<[usize]>::to_vec)
+            })
+            .collect();
         for (k, outlet) in watched_outlets.iter().enumerate() {
             if let Some(konst) = optimized.node(outlet.node).op_as::<Const>() {
                 watched_constants.push((k, konst.val().clone()));
@@ -198,7 +207,13 @@ impl TractEngine {
             watched: watched.to_vec(),
             watch_by_node,
             watched_constants,
+            watched_shapes,
         })
+    }
+
+    /// The shape of the `k`-th watched tensor, where it does not depend on the sample.
+    pub fn watched_shape(&self, k: usize) -> Option<&[usize]> {
+        self.watched_shapes.get(k)?.as_deref()
     }
 
     /// The model's declared intermediate shapes that contradict the bound inputs (ignored).

@@ -206,3 +206,34 @@ fn batch_normalization_with_computed_statistics_runs() {
     // mean = [2, 4, 6]; y = (x − mean) / sqrt(var) · scale + b.
     assert_eq!(y.to_f32().unwrap(), [-1.0, -1.0, -1.5, 1.0, 3.0, -0.5]);
 }
+
+#[test]
+fn a_tandem_runs_its_engines_in_turn_and_numbers_their_tensors_on() {
+    let p = prepare("digits_cnn", &[]);
+    let outputs = p.graph.outputs.clone();
+    let a_watched = vec!["relu1_out".to_owned(), "pool_out".to_owned()];
+    let b_watched = vec!["relu2_out".to_owned()];
+    let a = TractEngine::watching(&p.bytes, &p.dir, p.samples.inputs(), &outputs, &a_watched).unwrap();
+    let b = TractEngine::watching(&p.bytes, &p.dir, p.samples.inputs(), &outputs, &b_watched).unwrap();
+    let tandem = ptq_engine::Tandem::new(vec![&a as &dyn Engine, &b]);
+    assert_eq!(tandem.observed(), ["logits", "logits"]);
+    assert_eq!(tandem.watched(), ["relu1_out", "pool_out", "relu2_out"]);
+    let sample = p.samples.read(0).unwrap();
+    let mut order = Vec::new();
+    let mut sizes = Vec::new();
+    let returned = tandem
+        .runner()
+        .unwrap()
+        .run_watching(&sample.tensors, &mut |k, values| {
+            order.push(k);
+            sizes.push(values.len());
+        })
+        .unwrap();
+    assert_eq!(order, [0, 1, 2], "the first engine's tensors, then the second's");
+    let alone = a.runner().unwrap().run(&sample.tensors).unwrap();
+    assert_eq!(returned, [alone[0].clone(), alone[0].clone()]);
+    // Watched shapes are known once the inputs are bound, and match what is shown.
+    for (k, &n) in sizes[..2].iter().enumerate() {
+        assert_eq!(a.watched_shape(k).map(|s| s.iter().product::<usize>()), Some(n));
+    }
+}

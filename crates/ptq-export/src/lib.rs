@@ -20,7 +20,7 @@ mod simulate;
 mod values;
 
 pub use error::Error;
-pub use lower::{Lowered, has_qdq, lower_qdq};
+pub use lower::{Lowered, LoweredPair, has_qdq, lower_qdq};
 pub use qat::{Qat, read_qat};
 pub use qdq::{qdq_model, required_opset};
 pub use simulate::{FAKE_QUANT_DOMAIN, Simulation, simulation_model};

@@ -16,11 +16,13 @@ use std::collections::BTreeSet;
 
 use ptq_ir::{DataType, Graph, Node, Patch, int_attribute};
 use ptq_onnx::proto::{ModelProto, NodeProto};
+use ptq_quant::Encoding;
 
 use crate::Error;
 use crate::qdq::remove_constant;
 use crate::qlinear::{
-    Arithmetic, Names, block_size, dequantize, integers, is_op, node_error, normalise, params, range,
+    Arithmetic, Names, block_size, dequantize, encoding, integers, is_op, node_error, normalise, params,
+    range,
 };
 use crate::simulate::FAKE_QUANT_DOMAIN;
 use crate::values::float_tensor;
@@ -30,8 +32,24 @@ pub struct Lowered {
     pub model: ModelProto,
     /// FakeQuant nodes written, one per DequantizeLinear that read a matching QuantizeLinear.
     pub pairs: usize,
+    /// Each of those FakeQuant nodes, in node order.
+    pub fake_quants: Vec<LoweredPair>,
     /// DequantizeLinear nodes of integer constants replaced by float initializers.
     pub constants: usize,
+}
+
+/// One QuantizeLinear→DequantizeLinear pair that runs as FakeQuant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoweredPair {
+    /// The float tensor the QuantizeLinear reads.
+    pub input: String,
+    /// The DequantizeLinear's output, which the FakeQuant writes now: what the pair's readers see.
+    pub output: String,
+    /// The QuantizeLinear node (its name, or its output where it has none).
+    pub node: String,
+    /// The pair's scale, zero point, integer type and, per channel, axis (origin QAT). The axis is
+    /// `None` for a per-channel pair whose negative axis cannot be resolved (the rank is unknown).
+    pub encoding: Encoding,
 }
 
 /// Whether the model has any QuantizeLinear or DequantizeLinear node (default ONNX domain).
@@ -51,6 +69,7 @@ pub fn lower_qdq(model: &ModelProto, graph: &Graph) -> Result<Lowered, Error> {
     // Constants whose readers may all be gone once the rewrite is done.
     let mut orphans: BTreeSet<String> = BTreeSet::new();
     let (mut pairs, mut constants) = (0, 0);
+    let mut fake_quants = Vec::new();
 
     for q in graph.nodes().filter(|n| is_op(n, "QuantizeLinear")) {
         let Some(q_out) = q.outputs.first().filter(|o| !o.is_empty()) else { continue };
@@ -106,6 +125,13 @@ pub fn lower_qdq(model: &ModelProto, graph: &Graph) -> Result<Lowered, Error> {
             removed.insert(d.index);
             orphans.extend(d.inputs.iter().skip(1).cloned());
             pairs += 1;
+            let per_channel = usize::try_from(axis).ok().filter(|_| qp.scale.len() > 1);
+            fake_quants.push(LoweredPair {
+                input: x.clone(),
+                output: y.clone(),
+                node: q.display_name(),
+                encoding: encoding(&qp, per_channel),
+            });
         }
         let unread =
             graph.consumers(q_out).all(|n| removed.contains(&n.index)) && !graph.outputs.contains(q_out);
@@ -147,7 +173,7 @@ pub fn lower_qdq(model: &ModelProto, graph: &Graph) -> Result<Lowered, Error> {
     if pairs > 0 {
         patch.set_opset(FAKE_QUANT_DOMAIN, 1);
     }
-    Ok(Lowered { model: patch.apply(model)?, pairs, constants })
+    Ok(Lowered { model: patch.apply(model)?, pairs, fake_quants, constants })
 }
 
 fn refuse_blocks(graph: &Graph, node: &Node) -> Result<(), Error> {

@@ -24,12 +24,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ptq_ir::{DataType, Graph, Node, Patch, Source};
 use ptq_onnx::proto::ModelProto;
-use ptq_quant::{Encoding, Given, GivenEncoding, GivenEncodings, Origin, Section};
+use ptq_quant::{Given, GivenEncoding, GivenEncodings, Section};
 
 use crate::Error;
 use crate::qdq::{node, remove_constant};
 use crate::qlinear::{
-    Arithmetic, Names, Params, block_size, dequantize, integers, node_error, normalise, params, range,
+    Arithmetic, Names, Params, block_size, dequantize, encoding, integers, node_error, normalise, params,
+    range,
 };
 use crate::values::float_tensor;
 
@@ -102,39 +103,6 @@ fn fp16_uncast<'g>(graph: &'g Graph, cast: &Node) -> Option<&'g Node> {
         && uncast.inputs.len() == 1
         && uncast.inputs[0] == *half)
         .then_some(uncast)
-}
-
-/// Bitwidth and signedness of a QuantizeLinear/DequantizeLinear integer type.
-fn bits(dtype: DataType) -> (u8, bool) {
-    use DataType::*;
-    match dtype {
-        Uint4 => (4, false),
-        Int4 => (4, true),
-        Uint8 => (8, false),
-        Int8 => (8, true),
-        Uint16 => (16, false),
-        Int16 => (16, true),
-        _ => (32, true),
-    }
-}
-
-/// The encoding a node's parameters describe (spec §4.5): symmetric when signed with every zero
-/// point 0, or unsigned with every zero point 2^(b−1) (the same grid); strictness cannot be seen.
-fn encoding(p: &Params, axis: Option<usize>) -> Encoding {
-    let (bitwidth, signed) = bits(p.dtype);
-    let zero_points = p.zero_points();
-    let centre = if signed { 0 } else { 1i64 << (bitwidth - 1) };
-    Encoding {
-        bitwidth,
-        signed,
-        symmetric: zero_points.iter().all(|&z| z == centre),
-        strict: false,
-        restricted: None,
-        scales: p.scale.clone(),
-        zero_points,
-        axis,
-        origin: Origin::Qat,
-    }
 }
 
 /// The normalised channel axis of a per-channel node; `None` per tensor. `shape` is the

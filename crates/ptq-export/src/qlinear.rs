@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use ptq_ir::{DataType, Graph, Node, Source};
 use ptq_onnx::proto::TensorProto;
+use ptq_quant::{Encoding, Origin};
 
 use crate::Error;
 
@@ -294,5 +295,38 @@ impl<'g> Names<'g> {
     /// Marks `name` as used (a name the rewrite writes that is not in the graph yet).
     pub fn take(&mut self, name: &str) {
         self.taken.insert(name.to_owned());
+    }
+}
+
+/// Bitwidth and signedness of a QuantizeLinear/DequantizeLinear integer type.
+fn bits(dtype: DataType) -> (u8, bool) {
+    use DataType::*;
+    match dtype {
+        Uint4 => (4, false),
+        Int4 => (4, true),
+        Uint8 => (8, false),
+        Int8 => (8, true),
+        Uint16 => (16, false),
+        Int16 => (16, true),
+        _ => (32, true),
+    }
+}
+
+/// The encoding a node's parameters describe (spec §4.5): symmetric when signed with every zero
+/// point 0, or unsigned with every zero point 2^(b−1) (the same grid); strictness cannot be seen.
+pub(crate) fn encoding(p: &Params, axis: Option<usize>) -> Encoding {
+    let (bitwidth, signed) = bits(p.dtype);
+    let zero_points = p.zero_points();
+    let centre = if signed { 0 } else { 1i64 << (bitwidth - 1) };
+    Encoding {
+        bitwidth,
+        signed,
+        symmetric: zero_points.iter().all(|&z| z == centre),
+        strict: false,
+        restricted: None,
+        scales: p.scale.clone(),
+        zero_points,
+        axis,
+        origin: Origin::Qat,
     }
 }

@@ -75,6 +75,12 @@ fn uint8_pair_on_an_activation_becomes_one_fake_quant() {
     assert_eq!(fq.inputs[0], "r");
     assert_eq!((fq.qmin, fq.qmax, fq.axis), (0, 255, 1));
     assert_eq!((fq.scale, fq.zero_point), (vec![0.02], vec![3.0]));
+    // The pair is reported: what it reads, what its readers see, its grid.
+    let [pair] = &l.fake_quants[..] else { panic!("one pair: {:?}", l.fake_quants) };
+    assert_eq!((pair.input.as_str(), pair.output.as_str(), pair.node.as_str()), ("r", "r_deq", "r_q"));
+    let e = &pair.encoding;
+    assert_eq!((e.bitwidth, e.signed, e.axis), (8, false, None));
+    assert_eq!((e.scales.clone(), e.zero_points.clone()), (vec![0.02], vec![3]));
     // The Q/DQ parameters nobody reads any more are gone; the new ones are named after the tensor.
     assert_eq!(initializers(&l.model), ["r_deq_ptq_scale", "r_deq_ptq_zero_point"]);
     assert_eq!(ptq_opset(&l.model), Some(1));

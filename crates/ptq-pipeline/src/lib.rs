@@ -1,5 +1,5 @@
 //! The quantization pipeline as a library (DESIGN.md Decision 16): every command — `quantize`,
-//! `convert`, later `evaluate` and a Python binding — runs the same stages, and none of them
+//! `convert`, `evaluate`, later a Python binding — runs the same stages, and none of them
 //! knows flags, terminals or exit codes.
 //!
 //! [`quantize`] runs them all for one [`Job`]. The stages, in the order data flows through them:
@@ -8,9 +8,12 @@
 //! ([`ptq_quant::rules::layout`]) → [`calibrate::calibrate`] (or [`prepare::float_tensors`]
 //! without data) → [`ptq_quant::assign`] → [`simulate::measure_sqnr`] → the QDQ model
 //! ([`ptq_export::qdq_model`]). [`Events`] carries progress and warnings out to the front end.
+//! [`evaluate::evaluate`] compares a quantized model (from disk, or [`quantize`]'s result) with
+//! its float model: per output, and per quantized tensor.
 
 pub mod calibrate;
 mod config;
+pub mod evaluate;
 mod events;
 pub mod given;
 mod model;

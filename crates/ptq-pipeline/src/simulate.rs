@@ -9,6 +9,7 @@ use ptq_export::{Simulation, simulation_model};
 use ptq_ir::Tensor;
 use ptq_quant::Encodings;
 
+use crate::evaluate::Sqnr;
 use crate::model::Model;
 
 /// One graph output's SQNR (models/README.md definition) over the samples simulated.
@@ -35,18 +36,13 @@ pub fn measure_sqnr(
         outputs.iter().map(|o| observe_as.get(o).cloned().unwrap_or_else(|| o.clone())).collect();
     let sim = TractEngine::new(&ptq_onnx::encode(&sim_model), model.dir(), samples.inputs(), &sim_names)
         .context("preparing the simulated model")?;
-    // (Σx², Σ(x−x̂)²) per output and sample, summed in sample order for determinism.
+    // Σx², Σ(x−x̂)² per output and sample, summed in sample order for determinism.
     let per_sample = Mutex::new(vec![Vec::new(); samples.len()]);
     run_samples(&sim, samples, |i, _, simulated| -> Result<()> {
-        let sums: Vec<Option<(f64, f64)>> = reference[i]
+        let sums: Vec<Option<Sqnr>> = reference[i]
             .iter()
             .zip(&simulated)
-            .map(|(x, y)| {
-                let (x, y) = (x.to_f32()?, y.to_f32()?);
-                Some(x.iter().zip(&y).fold((0.0, 0.0), |(s, n), (&a, &b)| {
-                    (s + f64::from(a) * f64::from(a), n + (f64::from(a) - f64::from(b)).powi(2))
-                }))
-            })
+            .map(|(x, y)| Some(Sqnr::of(&x.to_f32()?, &y.to_f32()?)))
             .collect();
         per_sample.lock().expect("no worker panics while holding the lock")[i] = sums;
         Ok(())
@@ -56,14 +52,11 @@ pub fn measure_sqnr(
         .iter()
         .enumerate()
         .map(|(k, name)| {
-            let (signal, noise) = per_sample
-                .iter()
-                .filter_map(|s| s.get(k).copied().flatten())
-                .fold((0.0, 0.0), |(a, b), (s, n)| (a + s, b + n));
-            let db = if noise == 0.0 { f64::INFINITY } else { 10.0 * (signal / noise).log10() };
+            let mut sqnr = Sqnr::default();
+            per_sample.iter().filter_map(|s| s.get(k).copied().flatten()).for_each(|s| sqnr.merge(&s));
             OutputSqnr {
                 name: name.clone(),
-                db,
+                db: sqnr.db(),
                 samples: samples.len(),
                 quantized: encodings.get(name).is_some(),
             }
