@@ -7,8 +7,10 @@ use anyhow::{Context, Result};
 use ptq_algos::Fold;
 use ptq_onnx::proto::ModelProto;
 use ptq_pipeline::Config;
+use ptq_pipeline::shares::{At, Shares};
 use ptq_pipeline::simulate::OutputSqnr;
 use ptq_quant::json::to_json;
+use ptq_quant::patterns::{Finding, Precision};
 use ptq_quant::{Encodings, Kind};
 
 pub fn render(encodings: &Encodings, config: &Config) -> Result<String> {
@@ -46,7 +48,13 @@ pub fn write_outputs(
 
 /// `ptq quantize`'s per-tensor report: where each encoding came from (override, QAT, calibrated,
 /// propagated, derived) or why the tensor stayed float, and the closing SQNR.
-pub fn report(encodings: &Encodings, folds: &[Fold], sqnr: &[OutputSqnr]) -> Result<String> {
+pub fn report(
+    encodings: &Encodings,
+    folds: &[Fold],
+    sqnr: &[OutputSqnr],
+    patterns: &[Finding],
+    shares: &Shares,
+) -> Result<String> {
     // How many samples, spread over the list, the SQNR was measured on (none in float fallback).
     let sqnr_samples = sqnr.first().map_or(0, |s| s.samples);
     let mut tensors = serde_json::Map::new();
@@ -81,7 +89,47 @@ pub fn report(encodings: &Encodings, folds: &[Fold], sqnr: &[OutputSqnr]) -> Res
         .iter()
         .map(|f| serde_json::json!({ "layer": f.layer, "folded": f.follower, "op_type": f.kind.op_type() }))
         .collect();
-    let doc = serde_json::json!({ "tensors": tensors, "folded": folded, "sqnr_db": sqnr, "sqnr_samples": sqnr_samples });
+    let patterns: Vec<serde_json::Value> = patterns
+        .iter()
+        .map(|f| {
+            let (action, bitwidth) = match f.precision {
+                Precision::Float(_) => ("float", None),
+                Precision::Bits(bits) => ("int", Some(bits)),
+            };
+            serde_json::json!({
+                "pattern": f.pattern.name(),
+                "at": f.at,
+                "tensors": f.tensors,
+                "action": action,
+                "bitwidth": bitwidth,
+                "summary": f.describe(),
+            })
+        })
+        .collect();
+    let counts = |m: &std::collections::BTreeMap<At, u64>| -> serde_json::Map<String, serde_json::Value> {
+        m.iter().map(|(at, n)| (at.key(), serde_json::json!(n))).collect()
+    };
+    let activations = shares.activations.iter().map(|(at, n)| (*at, *n as u64)).collect();
+    let share = |f: &dyn Fn(At) -> f64,
+                 keys: &mut dyn Iterator<Item = At>|
+     -> serde_json::Map<String, serde_json::Value> {
+        keys.map(|at| (at.key(), serde_json::json!(f(at)))).collect()
+    };
+    let precision = serde_json::json!({
+        "macs": counts(&shares.macs),
+        "mac_share": share(&|at| shares.mac_share(at), &mut shares.macs.keys().copied()),
+        "uncounted_layers": shares.uncounted,
+        "activations": counts(&activations),
+        "activation_share": share(&|at| shares.activation_share(at), &mut shares.activations.keys().copied()),
+    });
+    let doc = serde_json::json!({
+        "tensors": tensors,
+        "folded": folded,
+        "patterns": patterns,
+        "precision": precision,
+        "sqnr_db": sqnr,
+        "sqnr_samples": sqnr_samples,
+    });
     Ok(serde_json::to_string_pretty(&doc)? + "\n")
 }
 

@@ -199,7 +199,7 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
             None => Data::FloatFallback { shapes: &shapes },
         },
     };
-    let Quantized { model, layout, assignment, observed, folds, sqnr, qdq, given, .. } =
+    let Quantized { model, layout, assignment, observed, folds, sqnr, qdq, given, patterns, shares, .. } =
         ptq_pipeline::quantize(&config, &job, &events)?;
     if list.is_none() && given == 0 {
         bail!(
@@ -212,7 +212,10 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
     let encodings = &assignment.encodings;
     let json =
         args.dump_encoding_json.then(|| crate::encodings_file::render(encodings, &config)).transpose()?;
-    let mut side = vec![(report_path(&output), crate::encodings_file::report(encodings, &folds, &sqnr)?)];
+    let mut side = vec![(
+        report_path(&output),
+        crate::encodings_file::report(encodings, &folds, &sqnr, &patterns, &shares)?,
+    )];
     if let Some(json) = &json {
         side.push((encodings_path(&output), json.clone()));
     }
@@ -221,6 +224,7 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
     let mut summary =
         Summary::new(&model.graph, &layout, observed.keys(), &assignment, sqnr, start.elapsed());
     summary.set_folds(&folds);
+    summary.set_patterns(&patterns, shares);
     if ui.verbose > 0 {
         for (name, t) in &encodings.tensors {
             ui.detail(&format!("  {name}: int {}-bit, {}", t.encoding.bitwidth, t.encoding.origin));
