@@ -106,21 +106,18 @@ pub fn report(
             })
         })
         .collect();
-    let counts = |m: &std::collections::BTreeMap<At, u64>| -> serde_json::Map<String, serde_json::Value> {
-        m.iter().map(|(at, n)| (at.key(), serde_json::json!(n))).collect()
-    };
-    let activations = shares.activations.iter().map(|(at, n)| (*at, *n as u64)).collect();
-    let share = |f: &dyn Fn(At) -> f64,
-                 keys: &mut dyn Iterator<Item = At>|
-     -> serde_json::Map<String, serde_json::Value> {
-        keys.map(|at| (at.key(), serde_json::json!(f(at)))).collect()
+    // Counts and shares per precision, keyed `int8`, `int16`, `float`.
+    let by_key = |at: &mut dyn Iterator<Item = (At, serde_json::Value)>| -> serde_json::Map<_, _> {
+        at.map(|(at, v)| (at.key(), v)).collect()
     };
     let precision = serde_json::json!({
-        "macs": counts(&shares.macs),
-        "mac_share": share(&|at| shares.mac_share(at), &mut shares.macs.keys().copied()),
+        "macs": by_key(&mut shares.macs.iter().map(|(&at, n)| (at, serde_json::json!(n)))),
+        "mac_share": by_key(&mut shares.macs.keys().map(|&at| (at, serde_json::json!(shares.mac_share(at))))),
         "uncounted_layers": shares.uncounted,
-        "activations": counts(&activations),
-        "activation_share": share(&|at| shares.activation_share(at), &mut shares.activations.keys().copied()),
+        "activations": by_key(&mut shares.activations.iter().map(|(&at, n)| (at, serde_json::json!(n)))),
+        "activation_share": by_key(
+            &mut shares.activations.keys().map(|&at| (at, serde_json::json!(shares.activation_share(at))))
+        ),
     });
     let doc = serde_json::json!({
         "tensors": tensors,

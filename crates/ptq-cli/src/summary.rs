@@ -146,7 +146,7 @@ impl Summary {
                 .shares
                 .macs
                 .keys()
-                .map(|&at| format!("{} at {at}", percent(self.shares.mac_share(at))))
+                .map(|&at| format!("{} {}", percent(self.shares.mac_share(at)), at.label()))
                 .collect();
             if !self.shares.uncounted.is_empty() {
                 parts.push(format!("{} layers with open shapes not counted", self.shares.uncounted.len()));
@@ -155,7 +155,7 @@ impl Summary {
                 .shares
                 .activations
                 .keys()
-                .map(|&at| format!("{} at {at}", percent(self.shares.activation_share(at))))
+                .map(|&at| format!("{} {}", percent(self.shares.activation_share(at)), at.label()))
                 .collect();
             lines.push(format!(
                 "  precision  MACs ({}): {}; activation tensors: {}",

@@ -3,7 +3,6 @@
 //! What a pattern's own precision costs is read here (issue 15: ≥ 95 % of MACs at 8 bit).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use ptq_ir::{Graph, Node};
 use ptq_quant::{Encodings, Kind, MinMax};
@@ -23,13 +22,12 @@ impl At {
             At::Float => "float".into(),
         }
     }
-}
 
-impl fmt::Display for At {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// The summary's words for it: `at 8 bit`, `float`.
+    pub fn label(self) -> String {
         match self {
-            At::Int(bits) => write!(f, "{bits} bit"),
-            At::Float => f.write_str("float"),
+            At::Int(bits) => format!("at {bits} bit"),
+            At::Float => "float".into(),
         }
     }
 }
