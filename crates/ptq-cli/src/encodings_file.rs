@@ -93,7 +93,7 @@ pub fn report(
         .iter()
         .map(|f| {
             let (action, bitwidth) = match f.precision {
-                Precision::Float(_) => ("float", None),
+                Precision::Float { bitwidth, .. } => ("float", bitwidth),
                 Precision::Bits(bits) => ("int", Some(bits)),
             };
             serde_json::json!({

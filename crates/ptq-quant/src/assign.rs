@@ -119,11 +119,12 @@ pub fn assign(
         for (k, m) in members.iter().enumerate() {
             let kind = if is_constant(graph, m) { Kind::Param } else { Kind::Activation };
             // A pattern keeps the class float (a masking value); given encodings still win.
-            if let (Some(Precision::Float(reason)), None, None) = (own, shared, given.get(m))
+            if let (Some(Precision::Float { reason, bitwidth }), None, None) = (own, shared, given.get(m))
                 && mode == Mode::Calibrate
                 && (observed.contains_key(m) || is_float_constant(graph, m))
             {
-                out.encodings.floats.insert(m.clone(), float(kind, config.float_bitwidth, reason));
+                let bitwidth = bitwidth.unwrap_or(config.float_bitwidth);
+                out.encodings.floats.insert(m.clone(), float(kind, bitwidth, reason));
                 continue;
             }
             let encoding = match given.get(m).map(|g| &g.given) {

@@ -31,8 +31,8 @@ pub const SQUARE_SUM_BITWIDTH: u8 = 16;
 /// What a finding does to its tensors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
-    /// Left float (at `--float_bitwidth`), for this reason.
-    Float(FloatReason),
+    /// Left float, for this reason, at this float bitwidth (`None`: `--float_bitwidth`).
+    Float { reason: FloatReason, bitwidth: Option<u8> },
     /// Quantized at this bitwidth, from the tensor's own calibrated range.
     Bits(u8),
 }
@@ -78,10 +78,10 @@ impl Finding {
         };
         let first = self.tensors.first().map_or(String::new(), |t| format!("`{t}`"));
         match (self.pattern, self.precision) {
-            (Pattern::MaskingValue, Precision::Float(_)) => {
+            (Pattern::MaskingValue, Precision::Float { .. }) => {
                 format!("{first}{} reaching |x| ≥ {MASKING_MAGNITUDE:.0e} stay float", and("tensor"))
             }
-            (_, Precision::Float(_)) => format!("{first}{} stay float", and("tensor")),
+            (_, Precision::Float { .. }) => format!("{first}{} stay float", and("tensor")),
             (_, Precision::Bits(bits)) => {
                 format!("{first}{} before `{}` at {bits} bit", and("tensor"), self.at)
             }
@@ -129,8 +129,8 @@ pub fn apply(layout: &mut Layout, findings: &[Finding]) {
 /// Of two precisions asked for one encoding, the one that loses less.
 pub fn stronger(a: Precision, b: Precision) -> Precision {
     match (a, b) {
-        (Precision::Float(_), _) => a,
-        (_, Precision::Float(_)) => b,
+        (Precision::Float { .. }, _) => a,
+        (_, Precision::Float { .. }) => b,
         (Precision::Bits(x), Precision::Bits(y)) => Precision::Bits(x.max(y)),
     }
 }
@@ -138,7 +138,7 @@ pub fn stronger(a: Precision, b: Precision) -> Precision {
 /// Masking values: float constants of the layout's classes and calibrated activations that
 /// reach [`MASKING_MAGNITUDE`]. One finding per place where such values enter the graph (a
 /// constant, or an activation none of whose producer's inputs reaches it), holding every
-/// reaching tensor downstream of it; all stay float, so the real values around the mask keep
+/// reaching tensor downstream of it; all stay float32, so the real values around the mask keep
 /// their grid and the sentinel stays exact.
 pub fn masking_values(
     graph: &Graph,
@@ -188,7 +188,9 @@ pub fn masking_values(
             pattern: Pattern::MaskingValue,
             at: source.to_owned(),
             tensors,
-            precision: Precision::Float(FloatReason::MaskingValue),
+            // No float16 holds 1e30 (its largest is 65504): under `--float_bitwidth 16` the Cast
+            // would make the mask −∞, and 0·(−∞) is NaN at every real token.
+            precision: Precision::Float { reason: FloatReason::MaskingValue, bitwidth: Some(32) },
         });
     }
     Ok(found)

@@ -89,6 +89,12 @@ fn a_masking_constant_and_what_it_reaches_stay_float() {
         assert_eq!(bits(&a, t), Some(8), "{t}");
     }
     assert_eq!(a.encodings.get("scores").unwrap().scales[0], 20.0 / 255.0);
+    // Float16 cannot hold the mask: it stays float32 even when other float tensors are 16 bit.
+    let config = Config { float_bitwidth: 16, ..Config::default() };
+    let mut l = layout(&g, RuleOptions::default(), &|_| false);
+    ptq_quant::patterns::apply(&mut l, &found);
+    let a = assign(&g, &l, &mask_ranges(f32::MIN), &config, &GivenEncodings::new(), Mode::Calibrate).unwrap();
+    assert_eq!(a.encodings.floats.get("fill").map(|f| f.bitwidth), Some(32));
 }
 
 #[test]
