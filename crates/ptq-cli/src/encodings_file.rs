@@ -8,8 +8,10 @@ use anyhow::{Context, Result};
 use ptq_algos::Fold;
 use ptq_onnx::proto::ModelProto;
 use ptq_pipeline::Config;
+use ptq_pipeline::shares::{At, Shares};
 use ptq_pipeline::simulate::OutputSqnr;
 use ptq_quant::json::to_json;
+use ptq_quant::patterns::{Finding, Precision};
 use ptq_quant::{Encodings, Kind, MinMax};
 
 pub fn render(encodings: &Encodings, config: &Config) -> Result<String> {
@@ -56,7 +58,14 @@ pub struct Ranges<'a> {
     pub chosen: &'a BTreeMap<String, MinMax>,
 }
 
-pub fn report(encodings: &Encodings, folds: &[Fold], sqnr: &[OutputSqnr], ranges: &Ranges) -> Result<String> {
+pub fn report(
+    encodings: &Encodings,
+    folds: &[Fold],
+    sqnr: &[OutputSqnr],
+    ranges: &Ranges,
+    patterns: &[Finding],
+    shares: &Shares,
+) -> Result<String> {
     // How many samples, spread over the list, the SQNR was measured on (none in float fallback).
     let sqnr_samples = sqnr.first().map_or(0, |s| s.samples);
     let mut tensors = serde_json::Map::new();
@@ -103,10 +112,42 @@ pub fn report(encodings: &Encodings, folds: &[Fold], sqnr: &[OutputSqnr], ranges
         "weights": ranges.weights.to_string(),
         "clipped_activations": clipped(ranges).len(),
     });
+    let patterns: Vec<serde_json::Value> = patterns
+        .iter()
+        .map(|f| {
+            let (action, bitwidth) = match f.precision {
+                Precision::Float { bitwidth, .. } => ("float", bitwidth),
+                Precision::Bits(bits) => ("int", Some(bits)),
+            };
+            serde_json::json!({
+                "pattern": f.pattern.name(),
+                "at": f.at,
+                "tensors": f.tensors,
+                "action": action,
+                "bitwidth": bitwidth,
+                "summary": f.describe(),
+            })
+        })
+        .collect();
+    // Counts and shares per precision, keyed `int8`, `int16`, `float`.
+    let by_key = |at: &mut dyn Iterator<Item = (At, serde_json::Value)>| -> serde_json::Map<_, _> {
+        at.map(|(at, v)| (at.key(), v)).collect()
+    };
+    let precision = serde_json::json!({
+        "macs": by_key(&mut shares.macs.iter().map(|(&at, n)| (at, serde_json::json!(n)))),
+        "mac_share": by_key(&mut shares.macs.keys().map(|&at| (at, serde_json::json!(shares.mac_share(at))))),
+        "uncounted_layers": shares.uncounted,
+        "activations": by_key(&mut shares.activations.iter().map(|(&at, n)| (at, serde_json::json!(n)))),
+        "activation_share": by_key(
+            &mut shares.activations.keys().map(|&at| (at, serde_json::json!(shares.activation_share(at))))
+        ),
+    });
     let doc = serde_json::json!({
         "tensors": tensors,
         "folded": folded,
         "calibration": calibration,
+        "patterns": patterns,
+        "precision": precision,
         "sqnr_db": sqnr,
         "sqnr_samples": sqnr_samples,
     });

@@ -304,8 +304,20 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
             None => Data::FloatFallback { shapes: &shapes },
         },
     };
-    let Quantized { model, layout, assignment, observed, chosen, folds, sqnr, qdq, given, .. } =
-        ptq_pipeline::quantize(&config, &job, &events)?;
+    let Quantized {
+        model,
+        layout,
+        assignment,
+        observed,
+        chosen,
+        folds,
+        sqnr,
+        qdq,
+        given,
+        patterns,
+        shares,
+        ..
+    } = ptq_pipeline::quantize(&config, &job, &events)?;
     if list.is_none() && given == 0 {
         bail!(
             "--enable_float_fallback: {} carries no encodings and --quantization_overrides gave none, so there \
@@ -323,7 +335,7 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
         observed: &observed,
         chosen: &chosen,
     };
-    let report = crate::encodings_file::report(encodings, &folds, &sqnr, &ranges)?;
+    let report = crate::encodings_file::report(encodings, &folds, &sqnr, &ranges, &patterns, &shares)?;
     let mut side = vec![(report_path(&output), report)];
     if let Some(json) = &json {
         side.push((encodings_path(&output), json.clone()));
@@ -336,6 +348,7 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
     if list.is_some() {
         summary.set_ranges(&ranges);
     }
+    summary.set_patterns(&patterns, shares);
     if ui.verbose > 0 {
         for (name, t) in &encodings.tensors {
             ui.detail(&format!("  {name}: int {}-bit, {}", t.encoding.bitwidth, t.encoding.origin));

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use ptq_algos::Fold;
 use ptq_ir::{DataType, Graph};
+use ptq_pipeline::shares::Shares;
 use ptq_pipeline::simulate::OutputSqnr;
+use ptq_quant::patterns::Finding;
 use ptq_quant::rules::{Layout, Role};
 use ptq_quant::{Assignment, FloatReason, Kind};
 
@@ -25,6 +27,9 @@ pub struct Summary {
     /// How ranges were set: (activation method, weight method, activations clipped).
     ranges: Option<(String, String, usize)>,
     elapsed: Duration,
+    /// One line per pattern found: its name and what was done.
+    patterns: Vec<(&'static str, String)>,
+    shares: Shares,
 }
 
 impl Summary {
@@ -63,6 +68,7 @@ impl Summary {
             "float with their layer (Conv/Gemm/MatMul output, weight or bias is float)",
             chosen(FloatReason::Coupled),
         );
+        count("masking values (|x| ≥ 1e30, see patterns)", chosen(FloatReason::MaskingValue));
         let float_constants = graph
             .tensors()
             .filter(|t| {
@@ -91,7 +97,14 @@ impl Summary {
             sqnr,
             ranges: None,
             elapsed,
+            patterns: Vec::new(),
+            shares: Shares::default(),
         }
+    }
+
+    pub fn set_patterns(&mut self, found: &[Finding], shares: Shares) {
+        self.patterns = found.iter().map(|f| (f.pattern.name(), f.describe())).collect();
+        self.shares = shares;
     }
 
     pub fn set_folds(&mut self, folds: &[Fold]) {
@@ -142,6 +155,34 @@ impl Summary {
             let parts: Vec<String> = self.left_float.iter().map(|(why, n)| format!("{n} {why}")).collect();
             lines.push(format!("  float      {n} tensors left float: {}", parts.join("; ")));
         }
+        for (pattern, what) in &self.patterns {
+            lines.push(format!("  pattern    {pattern}: {what}"));
+        }
+        if !self.shares.macs.is_empty() || !self.shares.activations.is_empty() {
+            let percent = |share: f64| format!("{:.1} %", 100.0 * share);
+            let macs: u64 = self.shares.macs.values().sum();
+            let mut parts: Vec<String> = self
+                .shares
+                .macs
+                .keys()
+                .map(|&at| format!("{} {}", percent(self.shares.mac_share(at)), at.label()))
+                .collect();
+            if !self.shares.uncounted.is_empty() {
+                parts.push(format!("{} layers with open shapes not counted", self.shares.uncounted.len()));
+            }
+            let acts: Vec<String> = self
+                .shares
+                .activations
+                .keys()
+                .map(|&at| format!("{} {}", percent(self.shares.activation_share(at)), at.label()))
+                .collect();
+            lines.push(format!(
+                "  precision  MACs ({}): {}; activation tensors: {}",
+                mac_count(macs),
+                if parts.is_empty() { "none".into() } else { parts.join(", ") },
+                acts.join(", ")
+            ));
+        }
         for (node, ratio) in &self.split_groups {
             lines.push(format!(
                 "  groups     `{node}`: input ranges differ {ratio:.1}× in width (> {}×), each keeps its own encoding",
@@ -171,5 +212,16 @@ impl Summary {
             ));
         }
         lines.join("\n")
+    }
+}
+
+/// A MAC count in the unit that reads best: `548.2 k`, `12.3 M`, `1.2 G`.
+fn mac_count(n: u64) -> String {
+    let n = n as f64;
+    match n {
+        _ if n >= 1e9 => format!("{:.1} G", n / 1e9),
+        _ if n >= 1e6 => format!("{:.1} M", n / 1e6),
+        _ if n >= 1e3 => format!("{:.1} k", n / 1e3),
+        _ => format!("{n}"),
     }
 }

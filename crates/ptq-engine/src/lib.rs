@@ -24,7 +24,7 @@ pub use error::Error;
 pub use parallel::{run_parts, run_samples};
 pub use shapes::IgnoredShape;
 pub use tandem::Tandem;
-pub use tract::{TractEngine, float_tensors, unsupported_ops};
+pub use tract::{TractEngine, float_tensors, tensor_shapes, unsupported_ops};
 pub use unsupported::UnsupportedOp;
 
 use ptq_ir::Tensor;

@@ -1,6 +1,6 @@
 //! The tract backend.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -89,6 +89,32 @@ pub fn float_tensors(
             m.outlet_fact(**outlet).ok().and_then(|f| f.datum_type.concretize()) == Some(DatumType::F32)
         })
         .map(|(name, _)| name.clone())
+        .collect())
+}
+
+/// The shape of every tensor whose dims tract's shape inference fixes for the bound `inputs`,
+/// without running the model (what MAC counts are computed from). Best effort, like
+/// [`float_tensors`]: a tensor with any dim left open is left out.
+pub fn tensor_shapes(
+    model: &[u8],
+    model_dir: &Path,
+    inputs: &[BoundInput],
+) -> Result<BTreeMap<String, Vec<usize>>, Error> {
+    let mut parsed = parse(model, model_dir)?;
+    let m = &mut parsed.model;
+    set_inputs(m, inputs, false)?;
+    let _ = m.analyse(false);
+    let dims = |fact: &InferenceFact| -> Option<Vec<usize>> {
+        fact.shape
+            .concretize()?
+            .iter()
+            .map(|d| d.to_i64().ok().and_then(|v| usize::try_from(v).ok()))
+            .collect()
+    };
+    Ok(parsed
+        .outlets_by_name
+        .iter()
+        .filter_map(|(name, outlet)| Some((name.clone(), dims(m.outlet_fact(*outlet).ok()?)?)))
         .collect())
 }
 

@@ -8,6 +8,7 @@ use anyhow::Result;
 use ptq_data::{Sample, Samples};
 use ptq_engine::{Engine, TractEngine, run_parts};
 use ptq_ir::{Graph, Tensor};
+use ptq_quant::patterns::Precision;
 use ptq_quant::rules::Layout;
 use ptq_quant::{Given, GivenEncodings, Histogram, Method, MinMax, Observer, QuantSpec, Schema, calibration};
 use rayon::prelude::*;
@@ -114,15 +115,22 @@ fn observe<O: Observer>(
 }
 
 /// The range each calibrated tensor's encoding is to cover: what `method` chooses from its
-/// histogram for the grid that tensor gets (the activation spec, or the bitwidth an override
-/// asks for).
+/// histogram for the grid that tensor gets (the activation spec, the bitwidth a pattern gives
+/// its class, or the bitwidth an override asks for).
 pub fn chosen_ranges(
     graph: &Graph,
+    layout: &Layout,
     seen: &BTreeMap<String, Histogram>,
     method: Method,
     act: &QuantSpec,
     given: &GivenEncodings,
 ) -> BTreeMap<String, MinMax> {
+    let mut own_bits: BTreeMap<&str, u8> = BTreeMap::new();
+    for (class, precision) in &layout.own_precision {
+        if let Precision::Bits(bits) = precision {
+            own_bits.extend(layout.classes[*class].members.iter().map(|m| (m.as_str(), *bits)));
+        }
+    }
     let spec = |name: &str| match given.get(name).map(|g| &g.given) {
         Some(Given::Bitwidth { bitwidth, symmetric }) => {
             let schema = match symmetric {
@@ -132,7 +140,7 @@ pub fn chosen_ranges(
             };
             QuantSpec { bitwidth: *bitwidth, schema, ..*act }
         }
-        _ => *act,
+        _ => own_bits.get(name).map_or(*act, |&bitwidth| QuantSpec { bitwidth, ..*act }),
     };
     let chosen: Vec<(String, MinMax)> = seen
         .par_iter()

@@ -6,7 +6,7 @@
 //! [`Model::load`] → [`given::gather`] (the model's QDQ nodes and an overrides file) →
 //! [`prepare::prepare`] (opset for QDQ, layer folds) → [`given::check`] → the op rules
 //! ([`ptq_quant::rules::layout`]) → [`calibrate::calibrate`] (or [`prepare::float_tensors`]
-//! without data) → [`ptq_quant::assign`] → [`simulate::measure_sqnr`] → the QDQ model
+//! without data) → [`ptq_quant::patterns`] → [`ptq_quant::assign`] → [`simulate::measure_sqnr`] → the QDQ model
 //! ([`ptq_export::qdq_model`]). [`Events`] carries progress and warnings out to the front end.
 //! [`evaluate::evaluate`] compares a quantized model (from disk, or [`quantize`]'s result) with
 //! its float model: per output, and per quantized tensor.
@@ -19,6 +19,7 @@ pub mod given;
 mod model;
 pub mod prepare;
 mod quantize;
+pub mod shares;
 pub mod simulate;
 
 pub use config::Config;

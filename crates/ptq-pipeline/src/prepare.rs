@@ -12,9 +12,15 @@ use crate::model::Model;
 
 /// The float model ptq calibrates: converted to the opset its QDQ form needs (DESIGN.md
 /// Decision 3), with BatchNormalization and per-channel Add/Sub/Mul folded into the layers
-/// before them (Decision 11; qairt's converter squashes them the same way). Returns it with the
-/// folds made.
-pub fn prepare(original: &Model, config: &Config, given: &GivenEncodings) -> Result<(Model, Vec<Fold>)> {
+/// before them (Decision 11; qairt's converter squashes them the same way). `own_bits`: the
+/// bitwidths patterns will give some tensors (`ptq_quant::patterns`). Returns it with the folds
+/// made.
+pub fn prepare(
+    original: &Model,
+    config: &Config,
+    given: &GivenEncodings,
+    own_bits: &[u8],
+) -> Result<(Model, Vec<Fold>)> {
     let mut loaded = original.loaded.clone();
     let current =
         original.graph.opsets.get("").or(original.graph.opsets.get("ai.onnx")).copied().unwrap_or(1);
@@ -23,8 +29,13 @@ pub fn prepare(original: &Model, config: &Config, given: &GivenEncodings) -> Res
         Given::Bitwidth { bitwidth, .. } => Some(*bitwidth),
         Given::Float { .. } => None,
     });
-    let target =
-        required_opset([config.act.bitwidth, config.weight.bitwidth].into_iter().chain(given_bits), current);
+    let target = required_opset(
+        [config.act.bitwidth, config.weight.bitwidth]
+            .into_iter()
+            .chain(given_bits)
+            .chain(own_bits.iter().copied()),
+        current,
+    );
     if target > current {
         loaded.model = ptq_ir::upgrade_opset(&loaded.model, loaded.dir(), target).with_context(|| {
             format!("converting {} from opset {current} to {target}", loaded.path.display())

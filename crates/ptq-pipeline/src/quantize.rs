@@ -12,11 +12,13 @@ use ptq_data::{ReadOptions, ShapeBindings};
 use ptq_export::qdq_model;
 use ptq_ir::Graph;
 use ptq_onnx::proto::ModelProto;
+use ptq_quant::patterns::{self, Finding};
 use ptq_quant::rules::{Layout, layout};
 use ptq_quant::{Assignment, Histogram, MinMax, Mode, assign};
 
 use crate::calibrate::{Calibration, calibrate, chosen_ranges};
 use crate::prepare::{float_tensors, prepare};
+use crate::shares::{Shares, shares};
 use crate::simulate::{OutputSqnr, measure_sqnr};
 use crate::{Config, Events, Model, given};
 
@@ -59,44 +61,69 @@ pub struct Quantized {
     /// How many encodings were given, and how many of them by the model's own QDQ nodes.
     pub given: usize,
     pub given_by_model: usize,
+    /// The patterns that took tensors off the default precision (none without samples).
+    pub patterns: Vec<Finding>,
+    /// MACs and activation tensors per precision.
+    pub shares: Shares,
 }
 
 pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quantized> {
     let t = Instant::now();
     let mut given = given::gather(Model::load(job.model)?, job.overrides, job.ignore_given, events)?;
-    let (model, folds) = prepare(&given.model, &config.quant, &given.encodings)?;
+    // Square sums get 16-bit tensors: the opset must allow them before calibration converts it.
+    let square_sums = patterns::square_sums(&given.model.graph, config.quant.act.bitwidth);
+    let wide = matches!(job.data, Data::Calibrate { .. })
+        && square_sums.iter().flat_map(|f| &f.tensors).any(|t| !given.encodings.contains_key(t));
+    let own_bits: &[u8] = if wide { &[patterns::SQUARE_SUM_BITWIDTH] } else { &[] };
+    let (model, folds) = prepare(&given.model, &config.quant, &given.encodings, own_bits)?;
     given::check(&mut given.encodings, &given.model.graph, &model.graph, job.allow_unknown_names, events)?;
     events.timed("load, convert, fold", t.elapsed());
-    let layout = layout(&model.graph, config.rules, &|t| given.encodings.contains_key(t));
-    let (assignment, observed, chosen, sqnr) = match &job.data {
+    let mut layout = layout(&model.graph, config.rules, &|t| given.encodings.contains_key(t));
+    let (assignment, observed, chosen, sqnr, found, inputs) = match &job.data {
         Data::Calibrate { list, read } => {
             let samples = model.samples(list, read(&model.graph)?)?;
             let t = Instant::now();
             let measured = samples.spread(config.sqnr_samples);
             let method = config.quant.act_calibration;
-            let (observed, ranges, reference) = if method.needs_histogram() {
+            let (observed, histograms, reference) = if method.needs_histogram() {
                 let Calibration { seen, reference } =
                     calibrate::<Histogram>(&model, &samples, &layout, &measured, events)?;
-                events.timed("calibrate", t.elapsed());
-                let t = Instant::now();
-                let ranges = chosen_ranges(&model.graph, &seen, method, &config.quant.act, &given.encodings);
-                events.timed(&format!("choose {method} ranges"), t.elapsed());
-                (seen.into_iter().map(|(n, h)| (n, h.range)).collect(), ranges, reference)
+                (seen.iter().map(|(n, h)| (n.clone(), h.range)).collect(), Some(seen), reference)
             } else {
                 let Calibration { seen, reference } =
                     calibrate::<MinMax>(&model, &samples, &layout, &measured, events)?;
-                events.timed("calibrate", t.elapsed());
-                (seen.clone(), seen, reference)
+                (seen, None, reference)
+            };
+            events.timed("calibrate", t.elapsed());
+            let act_bits = config.quant.act.bitwidth;
+            let found = patterns::find(&model.graph, &layout, &observed, &given.encodings, act_bits)?;
+            patterns::apply(&mut layout, &found);
+            let ranges = match &histograms {
+                Some(seen) => {
+                    let t = Instant::now();
+                    let ranges = chosen_ranges(
+                        &model.graph,
+                        &layout,
+                        seen,
+                        method,
+                        &config.quant.act,
+                        &given.encodings,
+                    );
+                    events.timed(&format!("choose {method} ranges"), t.elapsed());
+                    ranges
+                }
+                None => observed.clone(),
             };
             let assignment =
                 assign(&model.graph, &layout, &ranges, &config.quant, &given.encodings, Mode::Calibrate)?;
             let t = Instant::now();
             let sqnr = measure_sqnr(&model, &samples.pick(&measured), &assignment.encodings, &reference)?;
             events.timed("simulate for SQNR", t.elapsed());
-            (assignment, observed, ranges, sqnr)
+            (assignment, observed, ranges, sqnr, found, samples.inputs().to_vec())
         }
         Data::FloatFallback { shapes } => {
-            let observed = float_tensors(&model, &model.bound_inputs(shapes)?)?;
+            let inputs = model.bound_inputs(shapes)?;
+            let observed = float_tensors(&model, &inputs)?;
             let assignment = assign(
                 &model.graph,
                 &layout,
@@ -105,9 +132,11 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
                 &given.encodings,
                 Mode::FloatFallback,
             )?;
-            (assignment, observed, BTreeMap::new(), Vec::new())
+            (assignment, observed, BTreeMap::new(), Vec::new(), Vec::new(), inputs)
         }
     };
+    let shapes = ptq_engine::tensor_shapes(&model.bytes, model.dir(), &inputs)?;
+    let shares = shares(&model.graph, &shapes, &assignment.encodings, &observed);
     let qdq = qdq_model(&model.loaded.model, &model.graph, &assignment.encodings)?;
     for (kept, other) in &assignment.conflicts {
         events.warn(&format!(
@@ -115,5 +144,18 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
         ));
     }
     let (given, given_by_model) = (given.encodings.len(), given.from_model);
-    Ok(Quantized { model, layout, assignment, observed, chosen, folds, sqnr, qdq, given, given_by_model })
+    Ok(Quantized {
+        model,
+        layout,
+        assignment,
+        observed,
+        chosen,
+        folds,
+        sqnr,
+        qdq,
+        given,
+        given_by_model,
+        patterns: found,
+        shares,
+    })
 }

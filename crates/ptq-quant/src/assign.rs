@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use ptq_ir::{DataType, Graph};
 
+use crate::patterns::{Precision, stronger};
 use crate::rules::{Layout, Role};
 use crate::{
     Encoding, Encodings, Error, FloatReason, FloatTensor, Given, GivenEncodings, Histogram, Kind, MIN_RANGE,
@@ -108,18 +109,32 @@ pub fn assign(
         let root = merged.find(class);
         // A given encoding anywhere in the merged classes is shared by all of them, first first.
         let shared = merged.classes(root).find_map(|c| class_fixed[c]);
+        let own = own_precision(layout, &merged, root);
+        let spec = match own {
+            Some(Precision::Bits(bitwidth)) => QuantSpec { bitwidth, ..config.act },
+            _ => config.act,
+        };
         let calibrated = match (shared, mode) {
             (None, Mode::Calibrate) => merged.range(root, &ranges).map(|range| {
                 let (lo, hi) = (f64::from(range.min), f64::from(range.max));
                 let all_constant = merged.members(root, layout).all(|m| is_constant(graph, m));
                 let min_width =
                     if all_constant { param_min_width(hi.max(0.0) - lo.min(0.0)) } else { MIN_RANGE };
-                Encoding::from_range_wider_than(lo, hi, min_width, &config.act, Origin::Calibrated)
+                Encoding::from_range_wider_than(lo, hi, min_width, &spec, Origin::Calibrated)
             }),
             _ => None,
         };
         for (k, m) in members.iter().enumerate() {
             let kind = if is_constant(graph, m) { Kind::Param } else { Kind::Activation };
+            // A pattern keeps the class float (a masking value); given encodings still win.
+            if let (Some(Precision::Float { reason, bitwidth }), None, None) = (own, shared, given.get(m))
+                && mode == Mode::Calibrate
+                && (observed.contains_key(m) || is_float_constant(graph, m))
+            {
+                let bitwidth = bitwidth.unwrap_or(config.float_bitwidth);
+                out.encodings.floats.insert(m.clone(), float(kind, bitwidth, reason));
+                continue;
+            }
             let encoding = match given.get(m).map(|g| &g.given) {
                 Some(Given::Fixed(e)) => {
                     if let Some((owner, _)) = shared.filter(|(_, first)| *first != e) {
@@ -274,6 +289,12 @@ pub fn assign(
     }
     couple_layers(graph, layout, config, &mut out.encodings);
     Ok(out)
+}
+
+/// The precision patterns ask for the classes merged into `root` (the stronger of two).
+fn own_precision(layout: &Layout, merged: &Merged, root: usize) -> Option<Precision> {
+    let asked = layout.own_precision.iter().filter(|(c, _)| merged.find(**c) == root);
+    asked.map(|(_, p)| *p).reduce(stronger)
 }
 
 fn float(kind: Kind, bitwidth: u8, reason: FloatReason) -> FloatTensor {

@@ -36,6 +36,8 @@ pub enum FloatReason {
     Fallback,
     /// A Conv/Gemm/MatMul whose output, weight or bias is float is float entirely (spec §4.4).
     Coupled,
+    /// It carries a masking value (|x| ≥ 1e30, [`crate::patterns::MASKING_MAGNITUDE`]).
+    MaskingValue,
 }
 
 impl FloatReason {
@@ -44,6 +46,7 @@ impl FloatReason {
             FloatReason::Given => "float",
             FloatReason::Fallback => "float fallback",
             FloatReason::Coupled => "float with its layer",
+            FloatReason::MaskingValue => "masking value",
         }
     }
 }

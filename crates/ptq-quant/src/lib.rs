@@ -12,6 +12,7 @@ pub mod json;
 mod observer;
 mod overrides;
 pub mod overrides_json;
+pub mod patterns;
 pub mod rules;
 mod spec;
 

@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ptq_ir::{DataType, Graph, Node};
 
+use crate::patterns::Precision;
+
 /// How a tensor's encoding is obtained.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
@@ -46,6 +48,9 @@ pub struct Layout {
     pub groups: Vec<Group>,
     /// Op outputs left without an encoding because the activation after them fuses with the op.
     pub fused: Vec<String>,
+    /// Classes taken off the default activation spec by [`crate::patterns`] (float, or their
+    /// own bitwidth), by class index.
+    pub own_precision: BTreeMap<usize, Precision>,
 }
 
 /// What the rules need from the command line.
@@ -256,7 +261,7 @@ pub fn layout(graph: &Graph, opts: RuleOptions, keep: &dyn Fn(&str) -> bool) -> 
             }
         }
     }
-    Layout { roles: b.roles, classes: b.classes, groups: b.groups, fused: b.fused }
+    Layout { roles: b.roles, classes: b.classes, groups: b.groups, fused: b.fused, ..Layout::default() }
 }
 
 /// For an Add of a constant vector to a MatMul with constant weights (a fully connected layer
