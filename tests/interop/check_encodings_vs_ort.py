@@ -83,6 +83,7 @@ def ptq_encodings(ptq, model_dir, specs, tmp):
     out = tmp / "ptq.onnx"
     cmd = [str(ptq), "quantize", "--input_model", str(model_dir / "model.onnx"),
            "--input_list", str(model_dir / "calib.txt"), "--output_model", str(out), "--dump_encoding_json",
+           "--act_quantizer_calibration", "min-max", "--param_quantizer_calibration", "min-max",
            *dims_args(specs)]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     doc = json.loads((tmp / "ptq_encoding.json").read_text())

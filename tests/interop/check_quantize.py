@@ -15,13 +15,19 @@ For each model folder with READY in <repo>/../shared/models and each configurati
    optimisations). There the row passes when ptq disagrees with onnxruntime no more than
    onnxruntime does with itself, and says so. (Steps are counted with 1 % slack: an f32 value
    30,000 steps from zero carries ~0.002 steps of rounding.)
-3. for pt and pc (the issue's configurations), the SQNR of the main output against the float
-   model (models/README.md definition) is at least the `ort_minmax <config>` row of anchors.md
-   minus 0.2 dB; for the others it is printed beside the anchor.
+3. for pt and pc (the issue's configurations) with ptq's default range setting, the SQNR of the
+   main output against the float model (models/README.md definition) is at least the
+   `ort_minmax <config>` row of anchors.md minus 0.2 dB; for the others it is printed beside the
+   anchor.
+
+`--methods` runs each configuration once per range-setting method (`default`: no calibration
+flag; any other: `--act_quantizer_calibration M --param_quantizer_calibration M`), so every
+method's exported model goes through the checks 1 and 2.
 
 Prints a table (the SQNR figures are BENCHMARKS.md's) and ends with `N passed, M failed`.
 
-Usage: check_quantize.py [--ptq PATH] [--models DIR] [--anchors FILE] [--configs pt,pc,...] [MODEL ...]
+Usage: check_quantize.py [--ptq PATH] [--models DIR] [--anchors FILE] [--configs pt,pc,...]
+                         [--methods default,min-max,sqnr,...] [MODEL ...]
 """
 import argparse
 import json
@@ -129,13 +135,15 @@ def sqnr(reference, test):
     return float("inf") if noise == 0 else 10 * np.log10(float((x ** 2).sum()) / noise)
 
 
-def check(ptq, model_dir, config, anchors, tmp):
+def check(ptq, model_dir, config, method, anchors, tmp):
     """Rows: (what, passed, detail)."""
     specs = input_specs(model_dir)
-    quantized = tmp / f"{model_dir.name}_{config}.onnx"
+    quantized = tmp / f"{model_dir.name}_{config}_{method}.onnx"
+    chosen = [] if method == "default" else [
+        "--act_quantizer_calibration", method, "--param_quantizer_calibration", method]
     cmd = [str(ptq), "quantize", "--input_model", str(model_dir / "model.onnx"),
            "--input_list", str(model_dir / "calib.txt"), "--output_model", str(quantized),
-           *CONFIGS[config], *dims_args(specs)]
+           *CONFIGS[config], *chosen, *dims_args(specs)]
     start = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.monotonic() - start
@@ -158,7 +166,8 @@ def check(ptq, model_dir, config, anchors, tmp):
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     kernels = ort.InferenceSession(str(quantized), opts, providers=["CPUExecutionProvider"])
-    ptq_outputs = run_ptq(ptq, quantized, model_dir / "eval.txt", specs, tmp / f"run_{model_dir.name}_{config}")
+    ptq_outputs = run_ptq(ptq, quantized, model_dir / "eval.txt", specs,
+                          tmp / f"run_{model_dir.name}_{config}_{method}")
     scales = output_scales(onnx.load(str(quantized)))
     for k, name in enumerate(float_outputs):
         a = np.concatenate([o[k].ravel() for o in ort_outputs])
@@ -171,7 +180,7 @@ def check(ptq, model_dir, config, anchors, tmp):
     k = float_outputs.index(main)
     db = sqnr([r[k] for r in reference], [o[k] for o in ort_outputs])
     anchor = anchors.get((model_dir.name, config))
-    if anchor is not None and config in JUDGED:
+    if anchor is not None and config in JUDGED and method == "default":
         rows.append((f"SQNR {main}", db >= anchor - SQNR_SLACK_DB, f"{db:.2f} dB vs ort_minmax {anchor:.2f} dB"))
     return rows, db, seconds
 
@@ -182,25 +191,28 @@ def main():
     parser.add_argument("--models", type=Path, default=MODELS)
     parser.add_argument("--anchors", type=Path, default=MODELS.parent / "anchors.md")
     parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--methods", default="default")
     parser.add_argument("names", nargs="*")
     args = parser.parse_args()
     ort.set_default_logger_severity(3)
     anchors = anchor_figures(args.anchors)
     dirs = [args.models / n for n in args.names] if args.names else model_dirs(args.models)
     passed = failed = 0
-    table = ["| model | config | ptq SQNR dB | ort_minmax SQNR dB | ptq quantize s |", "|---|---|---:|---:|---:|"]
+    table = ["| model | config | method | ptq SQNR dB | ort_minmax SQNR dB | ptq quantize s |",
+             "|---|---|---|---:|---:|---:|"]
     with tempfile.TemporaryDirectory(prefix="ptq-check-quantize-") as tmp:
         for d in dirs:
             for config in args.configs.split(","):
-                print(f"checking {d.name} {config} ...", file=sys.stderr, flush=True)
-                rows, db, seconds = check(args.ptq.resolve(), d, config, anchors, Path(tmp))
-                for what, ok, detail in rows:
-                    print(f"{d.name:15} {config:6} {what:40} {'pass' if ok else 'FAIL'}  {detail}")
-                    passed += ok
-                    failed += not ok
-                anchor = anchors.get((d.name, config))
-                table.append(f"| {d.name} | {config} | {'-' if db is None else f'{db:.2f}'} | "
-                             f"{'-' if anchor is None else f'{anchor:.2f}'} | {seconds:.1f} |")
+                for method in args.methods.split(","):
+                    print(f"checking {d.name} {config} {method} ...", file=sys.stderr, flush=True)
+                    rows, db, seconds = check(args.ptq.resolve(), d, config, method, anchors, Path(tmp))
+                    for what, ok, detail in rows:
+                        print(f"{d.name:15} {config:6} {method:10} {what:40} {'pass' if ok else 'FAIL'}  {detail}")
+                        passed += ok
+                        failed += not ok
+                    anchor = anchors.get((d.name, config))
+                    table.append(f"| {d.name} | {config} | {method} | {'-' if db is None else f'{db:.2f}'} | "
+                                 f"{'-' if anchor is None else f'{anchor:.2f}'} | {seconds:.1f} |")
     print("\n".join(table))
     print(f"{passed} passed, {failed} failed")
     return 0 if failed == 0 else 1

@@ -265,15 +265,16 @@ pub struct QuantSettings {
     /// `asymmetric` to get it.
     #[arg(long, value_name = "SCHEMA", value_enum)]
     pub param_quantizer_schema: Option<SchemaArg>,
-    /// How activation ranges are chosen from the calibration data [default: min-max]:
-    /// min-max (the observed range), sqnr (AIMET's tf_enhanced search: lowest squared error,
-    /// clipping weighted 3×), mse (lowest squared error), percentile (see
-    /// --percentile_calibration_value), entropy (least KL divergence; 8-bit only, min-max
-    /// otherwise).
+    /// How activation ranges are chosen from the calibration data [default: auto]: auto (the
+    /// sqnr search, except graph outputs and the scores entering Softmax/Sigmoid/ArgMax, which
+    /// keep their observed range: clipping a logit moves decisions), min-max (the observed
+    /// range, qairt's default), sqnr (AIMET's tf_enhanced search: lowest squared error, clipping
+    /// weighted 3×), mse (lowest squared error), percentile (see --percentile_calibration_value),
+    /// entropy (least KL divergence; 8-bit only, min-max otherwise).
     #[arg(long, value_name = "METHOD", value_parser = parse_method)]
     pub act_quantizer_calibration: Option<MethodArg>,
     /// How weight ranges are chosen from their values, per channel where per channel
-    /// [default: min-max]; the same methods as --act_quantizer_calibration.
+    /// [default: sqnr; qairt's is min-max]; the same methods as --act_quantizer_calibration.
     #[arg(long, value_name = "METHOD", value_parser = parse_method)]
     pub param_quantizer_calibration: Option<MethodArg>,
     /// The percentile the `percentile` method keeps at each end, in [90, 100] [default: 99.99].

@@ -77,7 +77,7 @@ fn range_settings(args: &QuantSettings) -> Result<(RangeSetting, RangeSetting)> 
                 .into()
         ));
     }
-    let method = |m: Option<MethodArg>| match m.unwrap_or(MethodArg::MinMax) {
+    let method = |m: Option<MethodArg>, default: MethodArg| match m.unwrap_or(default) {
         MethodArg::MinMax => Method::MinMax,
         MethodArg::Sqnr => Method::Sqnr,
         MethodArg::Mse => Method::Mse,
@@ -85,29 +85,32 @@ fn range_settings(args: &QuantSettings) -> Result<(RangeSetting, RangeSetting)> 
         MethodArg::Entropy => Method::Entropy,
         MethodArg::Auto => Method::Auto,
     };
-    let setting =
-        |legacy: Option<Legacy>, schema_arg: Option<SchemaArg>, m: Option<MethodArg>, default: Schema| {
-            let default = schema_arg.map_or(default, schema);
-            match legacy {
-                None => RangeSetting { schema: default, method: method(m) },
-                Some(Legacy::Tf) => RangeSetting { schema: default, method: Method::MinMax },
-                Some(Legacy::Enhanced) => RangeSetting { schema: default, method: Method::Sqnr },
-                Some(Legacy::Symmetric) => RangeSetting { schema: Schema::Symmetric, method: Method::MinMax },
-                Some(Legacy::Adjusted) => RangeSetting { schema: default, method: Method::Mse },
-            }
-        };
+    let setting = |legacy: Option<Legacy>,
+                   schema_arg: Option<SchemaArg>,
+                   m: Option<MethodArg>,
+                   defaults: (Schema, MethodArg)| {
+        let (default, default_method) = defaults;
+        let default = schema_arg.map_or(default, schema);
+        match legacy {
+            None => RangeSetting { schema: default, method: method(m, default_method) },
+            Some(Legacy::Tf) => RangeSetting { schema: default, method: Method::MinMax },
+            Some(Legacy::Enhanced) => RangeSetting { schema: default, method: Method::Sqnr },
+            Some(Legacy::Symmetric) => RangeSetting { schema: Schema::Symmetric, method: Method::MinMax },
+            Some(Legacy::Adjusted) => RangeSetting { schema: default, method: Method::Mse },
+        }
+    };
     Ok((
         setting(
             args.act_quantizer,
             args.act_quantizer_schema,
             args.act_quantizer_calibration,
-            Schema::Asymmetric,
+            (Schema::Asymmetric, MethodArg::Auto),
         ),
         setting(
             args.param_quantizer,
             args.param_quantizer_schema,
             args.param_quantizer_calibration,
-            Schema::Symmetric,
+            (Schema::Symmetric, MethodArg::Sqnr),
         ),
     ))
 }

@@ -188,6 +188,8 @@ fn restricted_steps_shape_the_weight_encodings() {
         "16",
         "--restrict_quantization_steps",
         "-0x8000 0x7F7F",
+        "--param_quantizer_calibration",
+        "min-max",
         "--dump_encoding_json",
     ]);
     cmd.assert().success();

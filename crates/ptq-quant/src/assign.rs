@@ -41,7 +41,9 @@ pub struct Config {
 }
 
 /// ptq's defaults, DESIGN.md Decision 1: 8-bit asymmetric activations, 8-bit symmetric weights,
-/// 32-bit biases, float tensors at 32 bits, and none of the options.
+/// 32-bit biases, float tensors at 32 bits, and none of the options; ranges by [`Method::Auto`]
+/// for activations and the sqnr search for weights (BENCHMARKS.md, "Range setting", measured
+/// against min-max and every other method).
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -53,8 +55,8 @@ impl Default for Config {
             float_bitwidth: 32,
             float_bias_bitwidth: None,
             keep_weights_quantized: false,
-            act_calibration: Method::MinMax,
-            param_calibration: Method::MinMax,
+            act_calibration: Method::Auto,
+            param_calibration: Method::Sqnr,
         }
     }
 }

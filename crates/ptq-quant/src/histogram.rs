@@ -28,13 +28,14 @@ pub struct Histogram {
     bins: Vec<u64>,
 }
 
-/// The global bin index of `v` at exponent `exp` (a power-of-two product is exact in f64).
-fn index(v: f64, exp: i32) -> i64 {
-    (v * (-f64::from(exp)).exp2()).floor() as i64
+/// The global bin index of `v` at exponent `exp` (a power-of-two product is exact in f64), kept
+/// in f64: at a fine exponent a huge value's index is past i64.
+fn index(v: f64, exp: i32) -> f64 {
+    (v * (-f64::from(exp)).exp2()).floor()
 }
 
 /// The span of global indices `[lo, hi]` that covers `range` and 0 at `exp`.
-fn span(range: &MinMax, exp: i32) -> (i64, i64) {
+fn span(range: &MinMax, exp: i32) -> (f64, f64) {
     (index(f64::from(range.min.min(0.0)), exp), index(f64::from(range.max.max(0.0)), exp))
 }
 
@@ -79,10 +80,12 @@ impl Histogram {
     fn cover(&mut self, at_least: i32) {
         let mut exp = if self.bins.is_empty() { first_exponent(&self.range) } else { self.exp.max(at_least) };
         let (mut lo, mut hi) = span(&self.range, exp);
-        while hi - lo >= BINS as i64 {
+        while hi - lo >= BINS as f64 {
             exp += 1;
             (lo, hi) = span(&self.range, exp);
         }
+        // The span holds 0, so both ends now lie within BINS of it.
+        let (lo, hi) = (lo as i64, hi as i64);
         if self.bins.is_empty() {
             (self.exp, self.base, self.bins) = (exp, lo, vec![0; BINS]);
             return;
@@ -93,16 +96,20 @@ impl Histogram {
         let shift = exp - self.exp;
         let mut bins = vec![0; BINS];
         for (i, &c) in self.bins.iter().enumerate().filter(|(_, c)| **c > 0) {
-            // An arithmetic shift is the floor division that merges bins exactly.
-            let k = (self.base + i as i64) >> shift;
-            bins[(k - lo) as usize] += c;
+            bins[(coarsen(self.base + i as i64, shift) - lo) as usize] += c;
         }
         (self.exp, self.base, self.bins) = (exp, lo, bins);
     }
 }
 
-/// The exponent for a first batch: the finest whose window holds it. A single value gets bins
-/// 2^-11 of its magnitude, so later values near it still land in distinct bins.
+/// Bin `k`'s index `shift` exponents coarser: floor(k / 2^shift), exact, which merges bins.
+/// (An arithmetic shift is that floor division; past 63 bits it would wrap.)
+fn coarsen(k: i64, shift: i32) -> i64 {
+    if shift >= 63 { if k < 0 { -1 } else { 0 } } else { k >> shift }
+}
+
+/// The exponent for a first batch: the finest whose window holds it (the window holds 0 too,
+/// so only an all-zero batch has no width: it starts at f32's finest).
 fn first_exponent(range: &MinMax) -> i32 {
     let width = f64::from(range.max.max(0.0)) - f64::from(range.min.min(0.0));
     let exp = if width > 0.0 { (width / (BINS - 2) as f64).log2().floor() as i32 } else { -160 };
@@ -149,7 +156,7 @@ impl Observer for Histogram {
         self.cover(later.exp);
         self.zeros += later.zeros;
         for (i, &c) in later.bins.iter().enumerate().filter(|(_, c)| **c > 0) {
-            let k = (later.base + i as i64) >> (self.exp - later.exp);
+            let k = coarsen(later.base + i as i64, self.exp - later.exp);
             self.bins[(k - self.base) as usize] += c;
         }
     }
@@ -247,5 +254,14 @@ mod tests {
         assert_eq!(h.count(), 3);
         let pdf = h.pdf().unwrap();
         assert!(pdf.start <= -3.4028235e38);
+        // A first batch on a fine grid, then values near f32::MAX (an overflowing QAT model did
+        // this): the grid coarsens by 2^120 without an integer overflow.
+        let mut h = Histogram::of(&[-2.25, 7.0]);
+        h.observe(&[3.4e38, 1.1e8, 7.0e31]);
+        h.merge(&Histogram::of(&[-3.4e38, 1.0]));
+        assert_eq!(h.count(), 7);
+        let mut fine = Histogram::of(&[1e-30, 2e-30]);
+        fine.merge(&Histogram::of(&[3.4e38]));
+        assert_eq!(fine.count(), 3);
     }
 }
