@@ -16,6 +16,8 @@ calibrated on every sample of calib.txt:
   ptq default     the same without a calibration flag: ptq's default method;
   ptq param <m>   with --param-methods: the default activations and
                   --param_quantizer_calibration <m>;
+                  (--extra goes to every ptq row: a flag ptq accepts only with one method, such as
+                  --percentile_calibration_value, fails the other rows; use --methods to narrow);
   ort <Method>    onnxruntime `quantize_static` with CalibrationMethod.<Method> at its defaults,
                   exactly anchors.md's `ort_<method> pc` (bench/corpus/evaluate.py's ort_quantize:
                   quant_pre_process, retried with skip_symbolic_shape=True; opset < 13 converted
