@@ -94,8 +94,11 @@ class Run:
             _, _, rusage = os.wait4(proc.pid, 0)
             self.wall = time.monotonic() - start
             proc.returncode = 0  # reaped above
-        code, kib = usage.read_text().strip().splitlines()[-1].split()
-        self.code = int(code)
+        text = usage.read_text()
+        code, kib = text.strip().splitlines()[-1].split()
+        # GNU time gives %x = 0 for a process killed by a signal: 128 + N, as a shell would.
+        signal = re.search(r"terminated by signal (\d+)", text)
+        self.code = 128 + int(signal.group(1)) if signal else int(code)
         self.cpu = rusage.ru_utime + rusage.ru_stime
         self.peak = int(kib) / 1024
         self.stdout = out.read_text(errors="replace")

@@ -187,11 +187,17 @@ class Reader:
         return next(self._it, None)
 
 
-def ort_pc_step(score_mod, model_dir, specs, work):
+def ort_quantize(model_dir, specs, work, qdq, method="MinMax"):
+    """anchors.md's `ort_<method> pc`: onnxruntime quantize_static of model_dir's model into `qdq`
+    (QDQ, QUInt8 activations, QInt8 weights per channel, calibrated on all of calib.txt with
+    CalibrationMethod.<method> at onnxruntime's defaults), after quant_pre_process (retried with
+    skip_symbolic_shape=True), a model below opset 13 converted to 13 first. Temporary files go
+    to `work`. Returns the record of each stage; `ok` False (with `stage` and `error`) where
+    the model could not be written."""
     from onnx import version_converter
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
-    result = {}
+    result = {"method": method}
     t0 = time.monotonic()
     src = model_dir / "model.onnx"
     with contextlib.chdir(work):  # onnxruntime writes temporary files into the current folder
@@ -230,16 +236,24 @@ def ort_pc_step(score_mod, model_dir, specs, work):
                     except Exception as e3:  # noqa: BLE001
                         result["pre_process_retry_inlined"] = error_of(e3)
         feeds = load_feeds(model_dir, specs, "calib.txt")
-        qdq = work / "ort_pc.onnx"
         try:
             quantize_static(str(prepped), str(qdq), Reader(feeds), quant_format=QuantFormat.QDQ,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                            calibrate_method=CalibrationMethod.MinMax)
+                            calibrate_method=getattr(CalibrationMethod, method))
         except Exception as e:  # noqa: BLE001
             result.update(ok=False, stage="quantize_static", error=error_of(e),
                           seconds=round(time.monotonic() - t0, 1))
             return result
-    result["seconds"] = round(time.monotonic() - t0, 1)
+    result.update(ok=True, seconds=round(time.monotonic() - t0, 1))
+    return result
+
+
+def ort_pc_step(score_mod, model_dir, specs, work):
+    qdq = work / "ort_pc.onnx"
+    result = ort_quantize(model_dir, specs, work, qdq)
+    if not result["ok"]:
+        return result
+    del result["ok"], result["method"]
     return checked_and_scored(score_mod, model_dir, qdq, result)
 
 
