@@ -266,7 +266,8 @@ pub struct QuantSettings {
     #[arg(long, value_name = "SCHEMA", value_enum)]
     pub param_quantizer_schema: Option<SchemaArg>,
     /// How activation ranges are chosen from the calibration data [default: auto]: auto (the
-    /// sqnr search, except graph outputs and the scores entering Softmax/Sigmoid/ArgMax, which
+    /// sqnr search within the observed range less isolated outliers — ends past 8× the 99.99th
+    /// percentile — except graph outputs and the scores entering Softmax/Sigmoid/ArgMax, which
     /// keep their observed range: clipping a logit moves decisions), min-max (the observed
     /// range, qairt's default), sqnr (AIMET's tf_enhanced search: lowest squared error, clipping
     /// weighted 3×), mse (lowest squared error), percentile (see --percentile_calibration_value),

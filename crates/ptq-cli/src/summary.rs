@@ -132,7 +132,7 @@ impl Summary {
         lines.push(format!("  origin     {}", origins.join(", ")));
         if let Some((act, weights, clipped)) = &self.ranges {
             let act = if act == "auto" {
-                "auto (sqnr search; graph outputs and the scores entering Softmax/Sigmoid keep their observed range)"
+                "auto (sqnr search without isolated outliers; graph outputs and the scores entering Softmax/Sigmoid keep their observed range)"
             } else {
                 act
             };

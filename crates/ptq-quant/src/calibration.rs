@@ -26,9 +26,10 @@ pub enum Method {
     /// The clipping threshold with the least KL divergence between the distribution and its
     /// 8-bit quantization (min-max at other bitwidths, as AIMET does).
     Entropy,
-    /// ptq's default: the sqnr search, except on the tensors whose clipping changes decisions
-    /// rather than adding noise — graph outputs and the scores entering Softmax, Sigmoid and
-    /// the like, which keep their observed range (see [`Method::for_tensor`]).
+    /// ptq's default: the sqnr search within the observed range less its isolated outliers
+    /// (ends past 8× the 99.99th percentile), except on the tensors whose clipping changes
+    /// decisions rather than adding noise — graph outputs and the scores entering Softmax,
+    /// Sigmoid and the like, which keep their observed range (see [`Method::for_tensor`]).
     Auto,
 }
 
@@ -59,7 +60,7 @@ impl Method {
             return self;
         }
         let deciding = graph.consumers(tensor).any(|n| DECIDING_OPS.contains(&n.op_type.as_str()));
-        if deciding || graph.outputs.iter().any(|o| o == tensor) { Method::MinMax } else { Method::Sqnr }
+        if deciding || graph.outputs.iter().any(|o| o == tensor) { Method::MinMax } else { self }
     }
 }
 
@@ -83,13 +84,30 @@ pub fn choose(histogram: &Histogram, method: Method, spec: &QuantSpec) -> MinMax
     let Some(pdf) = histogram.pdf() else { return histogram.range };
     let (lo, hi) = match method {
         Method::MinMax => (pdf.min, pdf.max),
-        Method::Sqnr | Method::Auto => sqnr(&pdf, spec),
+        Method::Sqnr => sqnr(&pdf, spec),
+        Method::Auto => sqnr_within(&pdf, spec, without_outliers(&pdf)),
         Method::Mse => mse(&pdf, spec),
         Method::Percentile(p) => percentile(&pdf, p),
         Method::Entropy if spec.bitwidth == 8 => entropy(&pdf, spec),
         Method::Entropy => (pdf.min, pdf.max),
     };
     MinMax { min: lo as f32, max: hi as f32, nonfinite: histogram.range.nonfinite }
+}
+
+/// The percentile past which values count as outliers in [`Method::Auto`].
+const OUTLIER_PERCENTILE: f64 = 99.99;
+/// How far past that percentile an end must reach to be an outlier: 8× leaves the bulk an
+/// eighth of the grid, 3 bits lost for 0.01 % of the values (the ratio of Decision 10).
+const OUTLIER_RATIO: f64 = 8.0;
+
+/// The observed range with each end that lies past [`OUTLIER_RATIO`] × the
+/// [`OUTLIER_PERCENTILE`]-th percentile pulled back to it: isolated extremes (a transformer's
+/// outlier channel on two tokens) are clipped, a long but continuous tail is kept (a detector
+/// calibrated on eight images sees its tails again, larger, on other images).
+fn without_outliers(pdf: &Pdf) -> (f64, f64) {
+    let (lo, hi) = percentile(pdf, OUTLIER_PERCENTILE);
+    let (m, big_m) = observed(pdf);
+    (if m < OUTLIER_RATIO * lo { lo } else { m }, if big_m > OUTLIER_RATIO * hi { hi } else { big_m })
 }
 
 /// The observed range extended to 0, as every encoding is.
@@ -99,7 +117,17 @@ fn observed(pdf: &Pdf) -> (f64, f64) {
 
 /// The candidate with the lowest cost, ties to the first; the observed range when none beats it.
 fn best(pdf: &Pdf, spec: &QuantSpec, gamma: f64, candidates: impl Iterator<Item = (f64, f64)>) -> (f64, f64) {
-    let (m, big_m) = observed(pdf);
+    best_within(pdf, spec, gamma, observed(pdf), candidates)
+}
+
+/// [`best`], with `(m, big_m)` in place of the observed range as the range to beat.
+fn best_within(
+    pdf: &Pdf,
+    spec: &QuantSpec,
+    gamma: f64,
+    (m, big_m): (f64, f64),
+    candidates: impl Iterator<Item = (f64, f64)>,
+) -> (f64, f64) {
     let sums = Prefix::new(&pdf.p);
     let mut chosen = (m, big_m);
     let mut lowest = cost(pdf, &sums, &encode(m, big_m, spec), gamma);
@@ -128,7 +156,11 @@ fn encode(lo: f64, hi: f64, spec: &QuantSpec) -> Encoding {
 
 /// AIMET's `TfEnhancedEncodingAnalyzer` candidates (spec §3.3), clipped to the observed range.
 fn sqnr(pdf: &Pdf, spec: &QuantSpec) -> (f64, f64) {
-    let (m, big_m) = observed(pdf);
+    sqnr_within(pdf, spec, observed(pdf))
+}
+
+/// AIMET's sqnr candidates over `(m, big_m)` instead of the observed range.
+fn sqnr_within(pdf: &Pdf, spec: &QuantSpec, (m, big_m): (f64, f64)) -> (f64, f64) {
     let n = ((1u64 << spec.bitwidth) - 1) as f64;
     let mut candidates = Vec::new();
     if spec.schema == Schema::Asymmetric {
@@ -147,7 +179,7 @@ fn sqnr(pdf: &Pdf, spec: &QuantSpec) -> (f64, f64) {
     } else {
         candidates.extend((1..=101).map(|f| symmetric(m, big_m, f64::from(f) / 100.0)));
     }
-    best(pdf, spec, SATURATION_WEIGHT, candidates.into_iter())
+    best_within(pdf, spec, SATURATION_WEIGHT, (m, big_m), candidates.into_iter())
 }
 
 /// AIMET's `MseEncodingAnalyzer`: the pair of ends with the lowest squared error. AIMET tries
@@ -510,6 +542,22 @@ mod tests {
         }
         let nothing = choose(&Histogram::of(&[f32::NAN]), Method::Sqnr, &spec(8, Schema::Asymmetric));
         assert!(nothing.is_empty());
+    }
+
+    /// One value in 10 000 at 50, 50× the 99.99th percentile: an isolated outlier that sqnr keeps
+    /// (its squared error outweighs the rounding it causes) and auto clips; a continuous tail
+    /// (t³ reaching 8 from a bulk near 0, under 8× its 99.99th percentile) auto keeps as sqnr does.
+    #[test]
+    fn auto_clips_isolated_outliers_and_keeps_continuous_tails() {
+        let v = with_outlier();
+        let (_, hi) = range(&v, Method::Auto, Schema::Asymmetric);
+        assert!(hi < 1.1, "{hi}");
+        assert_eq!(range(&v, Method::Sqnr, Schema::Asymmetric).1, 50.0);
+        let tail: Vec<f32> = (0..10_000).map(|i| 8.0 * (i as f32 / 10_000.0).powi(3)).collect();
+        assert_eq!(
+            range(&tail, Method::Auto, Schema::Asymmetric),
+            range(&tail, Method::Sqnr, Schema::Asymmetric)
+        );
     }
 
     /// Entropy is an 8-bit method: at 16 bits it is min-max.
