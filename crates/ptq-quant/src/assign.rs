@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use ptq_ir::{DataType, Graph};
+use rayon::prelude::*;
 
 use crate::patterns::{Precision, stronger};
 use crate::rules::{Layout, Role};
@@ -545,8 +546,10 @@ fn weight_encoding(
             Schema::Asymmetric => QuantSpec { schema: Schema::Symmetric, ..*spec },
             _ => *spec,
         };
-        let slices: Vec<(f64, f64)> =
-            channel_values(&values, &shape, axis).iter().map(|c| weight_range(c, method, &spec)).collect();
+        let slices: Vec<(f64, f64)> = channel_values(&values, &shape, axis)
+            .par_iter()
+            .map(|c| weight_range(c, method, &spec))
+            .collect();
         let widest = slices.iter().map(|(lo, hi)| hi.max(0.0) - lo.min(0.0)).fold(0.0, f64::max);
         let min_width = param_min_width(widest);
         return Ok(Encoding::from_ranges_wider_than(&slices, axis, min_width, &spec, Origin::Calibrated));
