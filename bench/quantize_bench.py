@@ -201,8 +201,10 @@ def main():
             dims = dims_args(specs)
             n = repeated_list(d, 1, tmp / "x1.txt")
             n10 = repeated_list(d, args.repeat, tmp / "x10.txt")
+            # Min-max like the onnxruntime and quantize-rs rows (bench/ranges.py times the methods).
             ptq = [str(args.ptq), "quantize", "-v", "--input_model", str(d / "model.onnx"), "--output_model",
-                   str(tmp / "ptq.onnx"), *dims, "--input_list"]
+                   str(tmp / "ptq.onnx"), "--act_quantizer_calibration", "min-max",
+                   "--param_quantizer_calibration", "min-max", *dims, "--input_list"]
             infer_dims = [a for a in dims if a != "--input_dimensions"]
             cmds = {
                 "ptq": ptq + [str(d / "calib.txt")],
