@@ -312,6 +312,16 @@ pub struct QuantSettings {
     /// weight scale), enlarge that channel's weight scale until it does.
     #[arg(long)]
     pub adjust_bias_encoding: bool,
+    /// SmoothQuant: where an activation's largest channel reaches 8× its median channel before
+    /// MatMul/Gemm layers with constant weights, divide it per channel by s and multiply their
+    /// weight rows by s, folded into the producer (LayerNormalization γ/β, a Mul's constant) so
+    /// the float model computes the same values. Off by default: measured on minilm_l3 it gains
+    /// nothing when every activation is quantized (BENCHMARKS.md). Needs --input_list.
+    #[arg(long)]
+    pub smoothquant: bool,
+    /// SmoothQuant's migration strength α in [0, 1]: s = max|X|^α / max|W|^(1−α) [default: 0.5].
+    #[arg(long, value_name = "ALPHA", requires = "smoothquant", value_parser = parse_alpha)]
+    pub smoothquant_alpha: Option<f64>,
 }
 
 /// `ptq evaluate`: two ways to get the quantized model, one comparison.
@@ -421,6 +431,13 @@ fn parse_percentile(s: &str) -> Result<f64, String> {
             Err(format!("`{s}` is outside [90, 100], the range qairt accepts (e.g. 99.99, the default)"))
         }
         Err(_) => Err(format!("`{s}` is not a number in [90, 100], e.g. 99.99")),
+    }
+}
+
+fn parse_alpha(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(a) if (0.0..=1.0).contains(&a) => Ok(a),
+        _ => Err(format!("`{s}` is not a number in [0, 1], e.g. 0.5")),
     }
 }
 
