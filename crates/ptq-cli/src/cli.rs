@@ -471,7 +471,15 @@ fn parse_steps(s: &str) -> Result<(i64, i64), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_steps;
+    use super::{parse_alpha, parse_steps};
+
+    #[test]
+    fn smoothquant_alpha_values() {
+        assert_eq!(parse_alpha("0.5"), Ok(0.5));
+        assert_eq!(parse_alpha("1"), Ok(1.0));
+        assert!(parse_alpha("1.5").unwrap_err().contains("[0, 1]"));
+        assert!(parse_alpha("half").is_err());
+    }
 
     #[test]
     fn restrict_quantization_steps_values() {
