@@ -8,9 +8,14 @@
 //! folded layer keeps its node name and its weight/bias tensor names, a bias it did not have is
 //! named `<node>_bias`, and it writes the follower's output name, so every name downstream — and
 //! every override naming one — still applies.
+//!
+//! And [`smooth`] (opt-in): SmoothQuant's migration of per-channel activation outliers into the
+//! weights of the MatMul/Gemm layers that read them, folded into the activation's producer.
 
 mod error;
 mod fold;
+pub mod smooth;
 
 pub use error::Error;
 pub use fold::{Fold, Folded, Follower, Skipped, fold_layers};
+pub use smooth::{SmoothOptions, Smoothed, Smoothing, smooth};

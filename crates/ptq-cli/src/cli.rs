@@ -313,6 +313,16 @@ pub struct QuantSettings {
     /// weight scale), enlarge that channel's weight scale until it does.
     #[arg(long)]
     pub adjust_bias_encoding: bool,
+    /// SmoothQuant: where an activation's largest channel reaches 8× its median channel before
+    /// MatMul/Gemm layers with constant weights, divide it per channel by s and multiply their
+    /// weight rows by s, folded into the producer (LayerNormalization γ/β, a Mul's constant) so
+    /// the float model computes the same values. Off by default: measured on minilm_l3 it gains
+    /// nothing when every activation is quantized (BENCHMARKS.md). Needs --input_list.
+    #[arg(long)]
+    pub smoothquant: bool,
+    /// SmoothQuant's migration strength α in [0, 1]: s = max|X|^α / max|W|^(1−α) [default: 0.5].
+    #[arg(long, value_name = "ALPHA", requires = "smoothquant", value_parser = parse_alpha)]
+    pub smoothquant_alpha: Option<f64>,
 }
 
 /// `ptq evaluate`: two ways to get the quantized model, one comparison.
@@ -425,6 +435,13 @@ fn parse_percentile(s: &str) -> Result<f64, String> {
     }
 }
 
+fn parse_alpha(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(a) if (0.0..=1.0).contains(&a) => Ok(a),
+        _ => Err(format!("`{s}` is not a number in [0, 1], e.g. 0.5")),
+    }
+}
+
 /// `"MIN MAX"` as qairt writes it: two hex integers with an optional sign (legacy SNPE used a comma).
 fn parse_steps(s: &str) -> Result<(i64, i64), String> {
     let parse = |t: &str| {
@@ -455,7 +472,15 @@ fn parse_steps(s: &str) -> Result<(i64, i64), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_steps;
+    use super::{parse_alpha, parse_steps};
+
+    #[test]
+    fn smoothquant_alpha_values() {
+        assert_eq!(parse_alpha("0.5"), Ok(0.5));
+        assert_eq!(parse_alpha("1"), Ok(1.0));
+        assert!(parse_alpha("1.5").unwrap_err().contains("[0, 1]"));
+        assert!(parse_alpha("half").is_err());
+    }
 
     #[test]
     fn restrict_quantization_steps_values() {

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use ptq_algos::Fold;
+use ptq_algos::{Fold, Smoothing};
 use ptq_onnx::proto::ModelProto;
 use ptq_pipeline::Config;
 use ptq_pipeline::shares::{At, Shares};
@@ -64,6 +64,7 @@ pub fn report(
     sqnr: &[OutputSqnr],
     ranges: &Ranges,
     patterns: &[Finding],
+    smoothed: &[Smoothing],
     shares: &Shares,
 ) -> Result<String> {
     // How many samples, spread over the list, the SQNR was measured on (none in float fallback).
@@ -112,7 +113,7 @@ pub fn report(
         "weights": ranges.weights.to_string(),
         "clipped_activations": clipped(ranges).len(),
     });
-    let patterns: Vec<serde_json::Value> = patterns
+    let mut patterns: Vec<serde_json::Value> = patterns
         .iter()
         .map(|f| {
             let (action, bitwidth) = match f.precision {
@@ -129,6 +130,19 @@ pub fn report(
             })
         })
         .collect();
+    patterns.extend(smoothed.iter().map(|s| {
+        serde_json::json!({
+            "pattern": "activation outliers into MatMul",
+            "at": s.tensor,
+            "tensors": [&s.tensor],
+            "action": "smoothquant",
+            "producer": s.producer,
+            "weights": s.weights,
+            "channel_ratio": s.ratio,
+            "scale_range": [s.scales.0, s.scales.1],
+            "summary": s.describe(),
+        })
+    }));
     // Counts and shares per precision, keyed `int8`, `int16`, `float`.
     let by_key = |at: &mut dyn Iterator<Item = (At, serde_json::Value)>| -> serde_json::Map<_, _> {
         at.map(|(at, v)| (at.key(), v)).collect()

@@ -281,6 +281,10 @@ pub fn config(args: &QuantSettings, json_version: JsonVersion, ui: &Ui) -> Resul
             per_row: args.use_per_row_quantization,
         },
         json_version,
+        smooth: args.smoothquant.then(|| ptq_algos::SmoothOptions {
+            alpha: args.smoothquant_alpha.unwrap_or(ptq_algos::SmoothOptions::default().alpha),
+            ..ptq_algos::SmoothOptions::default()
+        }),
         ..Config::default()
     })
 }
@@ -314,6 +318,7 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
         observed,
         chosen,
         folds,
+        smoothed,
         sqnr,
         qdq,
         given,
@@ -338,7 +343,8 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
         observed: &observed,
         chosen: &chosen,
     };
-    let report = crate::encodings_file::report(encodings, &folds, &sqnr, &ranges, &patterns, &shares)?;
+    let report =
+        crate::encodings_file::report(encodings, &folds, &sqnr, &ranges, &patterns, &smoothed, &shares)?;
     let mut side = vec![(report_path(&output), report)];
     if let Some(json) = &json {
         side.push((encodings_path(&output), json.clone()));
@@ -351,7 +357,7 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
     if list.is_some() {
         summary.set_ranges(&ranges);
     }
-    summary.set_patterns(&patterns, shares);
+    summary.set_patterns(&patterns, &smoothed, shares);
     if ui.verbose > 0 {
         for (name, t) in &encodings.tensors {
             ui.detail(&format!("  {name}: int {}-bit, {}", t.encoding.bitwidth, t.encoding.origin));

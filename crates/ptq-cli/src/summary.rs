@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use ptq_algos::Fold;
+use ptq_algos::{Fold, Smoothing};
 use ptq_ir::{DataType, Graph};
 use ptq_pipeline::shares::Shares;
 use ptq_pipeline::simulate::OutputSqnr;
@@ -102,8 +102,10 @@ impl Summary {
         }
     }
 
-    pub fn set_patterns(&mut self, found: &[Finding], shares: Shares) {
+    pub fn set_patterns(&mut self, found: &[Finding], smoothed: &[Smoothing], shares: Shares) {
         self.patterns = found.iter().map(|f| (f.pattern.name(), f.describe())).collect();
+        self.patterns
+            .extend(smoothed.iter().map(|s| ("activation outliers into MatMul (SmoothQuant)", s.describe())));
         self.shares = shares;
     }
 

@@ -16,6 +16,8 @@ pub struct Config {
     pub json_version: JsonVersion,
     /// How many samples, spread over the list, the closing SQNR is measured on.
     pub sqnr_samples: usize,
+    /// SmoothQuant before calibration (`None`: off, the default; see [`crate::smooth`]).
+    pub smooth: Option<ptq_algos::SmoothOptions>,
 }
 
 impl Default for Config {
@@ -25,6 +27,7 @@ impl Default for Config {
             rules: RuleOptions::default(),
             json_version: JsonVersion::V1_0_0,
             sqnr_samples: 16,
+            smooth: None,
         }
     }
 }

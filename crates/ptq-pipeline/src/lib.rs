@@ -4,7 +4,8 @@
 //!
 //! [`quantize`] runs them all for one [`Job`]. The stages, in the order data flows through them:
 //! [`Model::load`] → [`given::gather`] (the model's QDQ nodes and an overrides file) →
-//! [`prepare::prepare`] (opset for QDQ, layer folds) → [`given::check`] → the op rules
+//! [`prepare::prepare`] (opset for QDQ, layer folds) → [`given::check`] → [`smooth::smooth`]
+//! (opt-in) → the op rules
 //! ([`ptq_quant::rules::layout`]) → [`calibrate::calibrate`] (or [`prepare::float_tensors`]
 //! without data) → [`ptq_quant::patterns`] → [`ptq_quant::assign`] → [`simulate::measure_sqnr`] → the QDQ model
 //! ([`ptq_export::qdq_model`]). [`Events`] carries progress and warnings out to the front end.
@@ -21,6 +22,7 @@ pub mod prepare;
 mod quantize;
 pub mod shares;
 pub mod simulate;
+pub mod smooth;
 
 pub use config::Config;
 pub use events::{Events, Silent};

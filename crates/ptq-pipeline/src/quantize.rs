@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
-use ptq_algos::Fold;
+use ptq_algos::{Fold, Smoothing};
 use ptq_data::{ReadOptions, ShapeBindings};
 use ptq_export::qdq_model;
 use ptq_ir::Graph;
@@ -55,6 +55,8 @@ pub struct Quantized {
     /// min-max; narrower where a range search clipped); empty in float fallback.
     pub chosen: BTreeMap<String, MinMax>,
     pub folds: Vec<Fold>,
+    /// The activations whose outlier channels were migrated into weights (SmoothQuant).
+    pub smoothed: Vec<Smoothing>,
     /// Per graph output, on samples spread over the list; empty without samples.
     pub sqnr: Vec<OutputSqnr>,
     pub qdq: ModelProto,
@@ -78,6 +80,16 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
     let (model, folds) = prepare(&given.model, &config.quant, &given.encodings, own_bits)?;
     given::check(&mut given.encodings, &given.model.graph, &model.graph, job.allow_unknown_names, events)?;
     events.timed("load, convert, fold", t.elapsed());
+    let (model, smoothed) = match (&job.data, config.smooth) {
+        (Data::Calibrate { list, read }, Some(options)) => {
+            let t = Instant::now();
+            let samples = model.samples(list, read(&model.graph)?)?;
+            let done = crate::smooth::smooth(model, &samples, options, &given.encodings, events)?;
+            events.timed("smooth (SmoothQuant)", t.elapsed());
+            done
+        }
+        _ => (model, Vec::new()),
+    };
     let mut layout = layout(&model.graph, config.rules, &|t| given.encodings.contains_key(t));
     let (assignment, observed, chosen, sqnr, found, inputs) = match &job.data {
         Data::Calibrate { list, read } => {
@@ -151,6 +163,7 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
         observed,
         chosen,
         folds,
+        smoothed,
         sqnr,
         qdq,
         given,
