@@ -27,7 +27,7 @@ pub enum Method {
     /// 8-bit quantization (min-max at other bitwidths, as AIMET does).
     Entropy,
     /// ptq's default: the sqnr search within the observed range less its isolated outliers
-    /// (ends past 8× the 99.99th percentile), except on the tensors whose clipping changes
+    /// (ends past 8× the 99.99th percentile; at up to 8 bits), except on the tensors whose clipping changes
     /// decisions rather than adding noise — graph outputs and the scores entering Softmax,
     /// Sigmoid and the like, which keep their observed range (see [`Method::for_tensor`]).
     Auto,
@@ -85,7 +85,9 @@ pub fn choose(histogram: &Histogram, method: Method, spec: &QuantSpec) -> MinMax
     let (lo, hi) = match method {
         Method::MinMax => (pdf.min, pdf.max),
         Method::Sqnr => sqnr(&pdf, spec),
-        Method::Auto => sqnr_within(&pdf, spec, without_outliers(&pdf)),
+        // At 16 bits a grid spanning the outliers still leaves the bulk 13 bits: keep them.
+        Method::Auto if spec.bitwidth <= 8 => sqnr_within(&pdf, spec, without_outliers(&pdf)),
+        Method::Auto => sqnr(&pdf, spec),
         Method::Mse => mse(&pdf, spec),
         Method::Percentile(p) => percentile(&pdf, p),
         Method::Entropy if spec.bitwidth == 8 => entropy(&pdf, spec),
@@ -553,6 +555,9 @@ mod tests {
         let (_, hi) = range(&v, Method::Auto, Schema::Asymmetric);
         assert!(hi < 1.1, "{hi}");
         assert_eq!(range(&v, Method::Sqnr, Schema::Asymmetric).1, 50.0);
+        // At 16 bits the grid holds the outlier and the bulk both.
+        let wide = choose(&Histogram::of(&v), Method::Auto, &spec(16, Schema::Asymmetric));
+        assert_eq!(wide.max, 50.0);
         let tail: Vec<f32> = (0..10_000).map(|i| 8.0 * (i as f32 / 10_000.0).powi(3)).collect();
         assert_eq!(
             range(&tail, Method::Auto, Schema::Asymmetric),
