@@ -378,15 +378,7 @@ fn f64_values(t: &Tensor) -> Vec<f64> {
 
 /// Writes `values` as float32 initializer `name`, replacing its initializer or `Constant` node.
 fn replace_constant(graph: &Graph, patch: &mut Patch, name: &str, shape: &[usize], values: &[f64]) {
-    match graph.tensor(name).map(|t| t.source) {
-        Some(Source::Initializer(_)) => {
-            patch.remove_initializer(name);
-        }
-        Some(Source::ConstantNode(i)) => {
-            patch.remove_node(i);
-        }
-        _ => {}
-    }
+    patch.remove_constant(graph, name);
     let raw: Vec<u8> = values.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect();
     patch.add_initializer(TensorProto {
         name: Some(name.to_owned()),

@@ -139,21 +139,9 @@ fn legacy_and_current_flags_together_are_a_usage_error() {
 /// methods skip NaN/Inf as min-max does).
 #[test]
 fn a_never_finite_tensor_stays_float_under_every_method() {
-    use ptq_onnx::build::{self, FLOAT};
-    let m = build::model(
-        13,
-        vec![
-            build::node("Div", "div", &["x", "zero"], &["inf"]),
-            build::node("Sigmoid", "sig", &["inf"], &["s"]),
-            build::node("Add", "add", &["x", "s"], &["y"]),
-        ],
-        vec![build::tensor_value("x", FLOAT, &[1, 4])],
-        vec![build::tensor_value("y", FLOAT, &[1, 4])],
-        vec![build::f32_tensor("zero", &[1], &[0.0])],
-    );
     for method in ["sqnr", "mse", "percentile", "entropy", "auto"] {
         let mut work = Work::new();
-        let model = work.write("m.onnx", ptq_onnx::encode(&m));
+        let model = work.write("m.onnx", common::never_finite_model());
         work.write("a.raw", common::f32_raw(&[1.0, -2.0, 3.0, 4.0]));
         work.write("b.raw", common::f32_raw(&[5.0, 6.0, -7.0, 8.0]));
         let list = work.list("l.txt", &["a.raw", "b.raw"]);

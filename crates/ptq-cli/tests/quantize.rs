@@ -278,21 +278,9 @@ fn a_bias_add_after_a_conv_becomes_its_derived_bias_and_the_report_says_so() {
 
 #[test]
 fn a_tensor_that_is_never_finite_stays_float_with_a_warning_naming_it() {
-    use ptq_onnx::build::{self, FLOAT};
     // x / 0 is ±Inf for every sample; the Sigmoid after it is finite again.
     let mut work = Work::new();
-    let m = build::model(
-        13,
-        vec![
-            build::node("Div", "div", &["x", "zero"], &["inf"]),
-            build::node("Sigmoid", "sig", &["inf"], &["s"]),
-            build::node("Add", "add", &["x", "s"], &["y"]),
-        ],
-        vec![build::tensor_value("x", FLOAT, &[1, 4])],
-        vec![build::tensor_value("y", FLOAT, &[1, 4])],
-        vec![build::f32_tensor("zero", &[1], &[0.0])],
-    );
-    let model = work.write("m.onnx", ptq_onnx::encode(&m));
+    let model = work.write("m.onnx", common::never_finite_model());
     work.write("a.raw", common::f32_raw(&[1.0, -2.0, 3.0, 4.0]));
     work.write("b.raw", common::f32_raw(&[5.0, 6.0, -7.0, 8.0]));
     let list = work.list("l.txt", &["a.raw", "b.raw"]);

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ptq_onnx::proto::{ModelProto, NodeProto, OperatorSetIdProto, TensorProto, ValueInfoProto};
 
-use crate::{Error, Graph};
+use crate::{Error, Graph, Source};
 
 #[derive(Debug, Clone, Default)]
 pub struct Patch {
@@ -95,6 +95,16 @@ impl Patch {
     pub fn remove_initializer(&mut self, name: &str) -> &mut Self {
         self.removed_initializers.insert(name.to_owned());
         self
+    }
+
+    /// Removes constant `name` of `graph` wherever it comes from: its initializer or its
+    /// `Constant` node (before a new value of the same name is added).
+    pub fn remove_constant(&mut self, graph: &Graph, name: &str) -> &mut Self {
+        match graph.tensor(name).map(|t| t.source) {
+            Some(Source::Initializer(_)) => self.remove_initializer(name),
+            Some(Source::ConstantNode(i)) => self.remove_node(i),
+            _ => self,
+        }
     }
 
     /// Adds a graph output (appended after the existing ones).

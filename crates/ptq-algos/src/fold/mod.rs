@@ -188,15 +188,7 @@ impl Rewrite {
         patch.remove_node(self.follower);
         patch.replace_node(self.layer, self.node);
         for name in &self.replaced {
-            match graph.tensor(name).map(|t| t.source) {
-                Some(Source::Initializer(_)) => {
-                    patch.remove_initializer(name);
-                }
-                Some(Source::ConstantNode(i)) => {
-                    patch.remove_node(i);
-                }
-                _ => {}
-            }
+            patch.remove_constant(graph, name);
         }
         for t in self.initializers {
             patch.add_initializer(t);

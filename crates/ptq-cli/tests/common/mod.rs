@@ -223,3 +223,20 @@ pub fn zoo_lines(name: &str, list: &str, n: usize) -> Vec<String> {
 pub fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// `x / 0` (±Inf in every sample), a Sigmoid that is finite again, and `x + s`: a model with a
+/// tensor that is never finite. `x` is [1, 4].
+pub fn never_finite_model() -> Vec<u8> {
+    let m = build::model(
+        13,
+        vec![
+            build::node("Div", "div", &["x", "zero"], &["inf"]),
+            build::node("Sigmoid", "sig", &["inf"], &["s"]),
+            build::node("Add", "add", &["x", "s"], &["y"]),
+        ],
+        vec![build::tensor_value("x", build::FLOAT, &[1, 4])],
+        vec![build::tensor_value("y", build::FLOAT, &[1, 4])],
+        vec![build::f32_tensor("zero", &[1], &[0.0])],
+    );
+    ptq_onnx::encode(&m)
+}
