@@ -5,10 +5,11 @@
 //! [`quantize`] runs them all for one [`Job`]. The stages, in the order data flows through them:
 //! [`Model::load`] → [`given::gather`] (the model's QDQ nodes and an overrides file) →
 //! [`prepare::prepare`] (opset for QDQ, layer folds) → [`given::check`] → [`smooth::smooth`]
-//! (opt-in) → the op rules
-//! ([`ptq_quant::rules::layout`]) → [`calibrate::calibrate`] (or [`prepare::float_tensors`]
-//! without data) → [`ptq_quant::patterns`] → [`ptq_quant::assign`] → [`simulate::measure_sqnr`] → the QDQ model
-//! ([`ptq_export::qdq_model`]). [`Events`] carries progress and warnings out to the front end.
+//! (opt-in) → the op rules ([`ptq_quant::rules::layout`]) → [`calibrate::calibrate`] (min-max or
+//! histograms; or [`prepare::float_tensors`] without data) → [`ptq_quant::patterns`] →
+//! [`calibrate::chosen_ranges`] (the range-setting method) → [`ptq_quant::assign`] →
+//! [`simulate::measure_sqnr`] → the QDQ model ([`ptq_export::qdq_model`]). [`Events`] carries
+//! progress and warnings out to the front end.
 //! [`evaluate::evaluate`] compares a quantized model (from disk, or [`quantize`]'s result) with
 //! its float model: per output, and per quantized tensor.
 

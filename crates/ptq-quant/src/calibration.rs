@@ -27,9 +27,10 @@ pub enum Method {
     /// 8-bit quantization (min-max at other bitwidths, as AIMET does).
     Entropy,
     /// ptq's default: the sqnr search within the observed range less its isolated outliers
-    /// (ends past 8× the 99.99th percentile; at up to 8 bits), except on the tensors whose clipping changes
-    /// decisions rather than adding noise — graph outputs and the scores entering Softmax,
-    /// Sigmoid and the like, which keep their observed range (see [`Method::for_tensor`]).
+    /// (ends past 8× the 99.99th percentile; up to 8 bits), except on the tensors whose
+    /// clipping changes decisions rather than adding noise — graph outputs and the scores
+    /// entering Softmax, Sigmoid and the like, which keep their observed range (see
+    /// [`Method::for_tensor`]).
     Auto,
 }
 
