@@ -30,6 +30,11 @@ impl Model {
         Ok(Model { loaded, bytes, graph })
     }
 
+    /// The default domain's opset.
+    pub fn opset(&self) -> i64 {
+        self.graph.opsets.get("").or(self.graph.opsets.get("ai.onnx")).copied().unwrap_or(1)
+    }
+
     pub fn dir(&self) -> &Path {
         self.loaded.dir()
     }

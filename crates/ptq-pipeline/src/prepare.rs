@@ -22,8 +22,7 @@ pub fn prepare(
     own_bits: &[u8],
 ) -> Result<(Model, Vec<Fold>)> {
     let mut loaded = original.loaded.clone();
-    let current =
-        original.graph.opsets.get("").or(original.graph.opsets.get("ai.onnx")).copied().unwrap_or(1);
+    let current = original.opset();
     let given_bits = given.values().filter_map(|g| match &g.given {
         Given::Fixed(e) => Some(e.bitwidth),
         Given::Bitwidth { bitwidth, .. } => Some(*bitwidth),

@@ -14,7 +14,7 @@ use ptq_ir::Graph;
 use ptq_onnx::proto::ModelProto;
 use ptq_quant::patterns::{self, Finding};
 use ptq_quant::rules::{Layout, layout};
-use ptq_quant::{Assignment, Histogram, MinMax, Mode, assign};
+use ptq_quant::{Assignment, Histogram, Method, MinMax, Mode, assign};
 
 use crate::calibrate::{Calibration, calibrate, chosen_ranges};
 use crate::prepare::{float_tensors, prepare};
@@ -80,16 +80,19 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
     let (model, folds) = prepare(&given.model, &config.quant, &given.encodings, own_bits)?;
     given::check(&mut given.encodings, &given.model.graph, &model.graph, job.allow_unknown_names, events)?;
     events.timed("load, convert, fold", t.elapsed());
-    let (model, smoothed) = match (&job.data, config.smooth) {
-        (Data::Calibrate { list, read }, Some(options)) => {
-            let t = Instant::now();
-            let samples = model.samples(list, read(&model.graph)?)?;
-            let done = crate::smooth::smooth(model, &samples, options, &given.encodings, events)?;
-            events.timed("smooth (SmoothQuant)", t.elapsed());
-            done
+    let smooth = |model: Model| -> Result<(Model, Vec<Smoothing>)> {
+        match (&job.data, config.smooth) {
+            (Data::Calibrate { list, read }, Some(options)) => {
+                let t = Instant::now();
+                let samples = model.samples(list, read(&model.graph)?)?;
+                let done = crate::smooth::smooth(model, &samples, options, &given.encodings, events)?;
+                events.timed("smooth (SmoothQuant)", t.elapsed());
+                Ok(done)
+            }
+            _ => Ok((model, Vec::new())),
         }
-        _ => (model, Vec::new()),
     };
+    let (mut model, smoothed) = smooth(model)?;
     let mut layout = layout(&model.graph, config.rules, &|t| given.encodings.contains_key(t));
     let (assignment, observed, chosen, sqnr, found, inputs) = match &job.data {
         Data::Calibrate { list, read } => {
@@ -108,8 +111,26 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
             };
             events.timed("calibrate", t.elapsed());
             let act_bits = config.quant.act.bitwidth;
-            let found = patterns::find(&model.graph, &layout, &observed, &given.encodings, act_bits)?;
+            let mut found = patterns::find(&model.graph, &layout, &observed, &given.encodings, act_bits)?;
             patterns::apply(&mut layout, &found);
+            if let (Method::Auto, Some(seen)) = (method, &histograms) {
+                let wide = patterns::outliers(&model.graph, &layout, seen, &given.encodings, act_bits);
+                let bits = [patterns::OUTLIER_BITWIDTH];
+                if !wide.is_empty() && ptq_export::required_opset(bits, model.opset()) > model.opset() {
+                    // 16-bit tensors need a newer opset than calibration ran on: the same model
+                    // at that opset (its tensors keep their names, so what was seen still holds).
+                    let t = Instant::now();
+                    (model, _) = smooth(prepare(&given.model, &config.quant, &given.encodings, &bits)?.0)?;
+                    layout = ptq_quant::rules::layout(&model.graph, config.rules, &|t| {
+                        given.encodings.contains_key(t)
+                    });
+                    found = patterns::find(&model.graph, &layout, &observed, &given.encodings, act_bits)?;
+                    patterns::apply(&mut layout, &found);
+                    events.timed("convert for 16-bit tensors", t.elapsed());
+                }
+                patterns::apply(&mut layout, &wide);
+                found.extend(wide);
+            }
             let ranges = match &histograms {
                 Some(seen) => {
                     let t = Instant::now();

@@ -113,6 +113,12 @@ fn without_outliers(pdf: &Pdf) -> (f64, f64) {
     (if m < OUTLIER_RATIO * lo { lo } else { m }, if big_m > OUTLIER_RATIO * hi { hi } else { big_m })
 }
 
+/// Whether the histogram has isolated outliers: an end past [`OUTLIER_RATIO`] × the
+/// [`OUTLIER_PERCENTILE`]-th percentile (what [`Method::Auto`] clips at 8 bits).
+pub fn has_outliers(histogram: &Histogram) -> bool {
+    histogram.pdf().is_some_and(|pdf| without_outliers(&pdf) != observed(&pdf))
+}
+
 /// The observed range extended to 0, as every encoding is.
 fn observed(pdf: &Pdf) -> (f64, f64) {
     (pdf.min.min(0.0), pdf.max.max(0.0))

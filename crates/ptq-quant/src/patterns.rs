@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use ptq_ir::{DataType, Graph, Node};
 
 use crate::rules::{Layout, Role};
-use crate::{Error, FloatReason, GivenEncodings, MinMax};
+use crate::{Error, FloatReason, GivenEncodings, Histogram, MinMax, calibration};
 
 /// `|v|` from which a float value is a sentinel ("minus infinity" written as a number), not data.
 ///
@@ -44,6 +44,11 @@ pub enum Pattern {
     /// Squares summed or averaged before a square root: a power spectrum, a variance
     /// (anchors.md pattern 3).
     SquareSum,
+    /// Activations with isolated outliers that no multiply-accumulate layer reads: a
+    /// transformer's residual stream, whose outlier channel on a few tokens reaches 200 where
+    /// the rest stays near 1 (anchors.md pattern 2). At 8 bits either the outliers are clipped
+    /// or the bulk loses its levels; at 16 both keep theirs, and no MAC leaves 8 bit.
+    Outliers,
 }
 
 impl Pattern {
@@ -51,6 +56,7 @@ impl Pattern {
         match self {
             Pattern::MaskingValue => "masking value",
             Pattern::SquareSum => "square sum before a square root",
+            Pattern::Outliers => "isolated outliers outside multiply-accumulate inputs",
         }
     }
 }
@@ -82,6 +88,9 @@ impl Finding {
                 format!("{first}{} reaching |x| ≥ {MASKING_MAGNITUDE:.0e} stay float", and("tensor"))
             }
             (_, Precision::Float { .. }) => format!("{first}{} stay float", and("tensor")),
+            (Pattern::Outliers, Precision::Bits(bits)) => {
+                format!("{first}{} with isolated outliers at {bits} bit", and("tensor"))
+            }
             (_, Precision::Bits(bits)) => {
                 format!("{first}{} before `{}` at {bits} bit", and("tensor"), self.at)
             }
@@ -113,6 +122,52 @@ pub fn find(
     found.retain(|f| !f.tensors.is_empty());
     Ok(found)
 }
+
+/// The ops whose activation inputs are multiply-accumulate operands (their bitwidth is the
+/// MACs' bitwidth).
+const MAC_OPS: [&str; 4] = ["Conv", "ConvTranspose", "Gemm", "MatMul"];
+
+/// Classes with isolated outliers ([`calibration::has_outliers`]) that no Conv, ConvTranspose,
+/// Gemm or MatMul reads as an operand, when activations are narrower than 16 bits: one finding
+/// per class, at 16 bit. Classes with a given encoding, a fixed range (Sigmoid, Softmax) or a
+/// precision of their own already are left alone.
+pub fn outliers(
+    graph: &Graph,
+    layout: &Layout,
+    histograms: &BTreeMap<String, Histogram>,
+    given: &GivenEncodings,
+    act_bitwidth: u8,
+) -> Vec<Finding> {
+    if act_bitwidth >= OUTLIER_BITWIDTH {
+        return Vec::new();
+    }
+    let operand = |m: &String| {
+        graph
+            .consumers(m)
+            .any(|n| MAC_OPS.contains(&n.op_type.as_str()) && n.inputs.iter().take(2).any(|i| i == m))
+    };
+    layout
+        .classes
+        .iter()
+        .enumerate()
+        .filter(|(c, class)| {
+            !layout.own_precision.contains_key(c)
+                && class.fixed_range.is_none()
+                && !class.members.iter().any(|m| given.contains_key(m) || operand(m))
+                && class.members.iter().any(|m| histograms.get(m).is_some_and(calibration::has_outliers))
+        })
+        .map(|(_, class)| Finding {
+            pattern: Pattern::Outliers,
+            at: class.members[0].clone(),
+            tensors: class.members.iter().filter(|m| histograms.contains_key(*m)).cloned().collect(),
+            precision: Precision::Bits(OUTLIER_BITWIDTH),
+        })
+        .filter(|f| !f.tensors.is_empty())
+        .collect()
+}
+
+/// The bitwidth of [`outliers`]' classes.
+pub const OUTLIER_BITWIDTH: u8 = 16;
 
 /// Records each finding's precision on the classes of its tensors. A class with two findings
 /// takes float over a bitwidth, and the wider bitwidth of two.

@@ -257,3 +257,41 @@ fn a_given_encoding_wins_over_a_pattern() {
     assert_eq!(a.encodings.get("masked"), Some(&fixed));
     assert_eq!(a.encodings.floats.get("bias").map(|f| f.reason), Some(FloatReason::MaskingValue));
 }
+
+/// A residual stream: `h = x + f` read by a LayerNorm-like Add and by nothing that multiplies,
+/// and `g = Relu(x)` read by a MatMul. Both hold one value in 100 000 at 200 over a bulk in
+/// [−1, 1] (anchors.md pattern 2): the residual goes to 16 bit, the MatMul operand stays at the
+/// activation bitwidth (its MACs stay 8-bit), and 16-bit activations need no finding.
+#[test]
+fn isolated_outliers_outside_mac_operands_go_to_16_bit() {
+    use ptq_quant::{Histogram, Observer};
+    let g = graph(
+        vec![
+            build::node("Add", "residual", &["x", "f"], &["h"]),
+            build::node("Add", "next", &["h", "f"], &["out"]),
+            build::node("Relu", "relu", &["x"], &["r"]),
+            build::node("MatMul", "mm", &["r", "w"], &["y"]),
+        ],
+        &["x", "f"],
+        vec![build::f32_tensor("w", &[4, 4], &[0.5; 16])],
+        "out",
+    );
+    let mut bulk: Vec<f32> = (0..100_000).map(|i| -1.0 + 2.0 * i as f32 / 100_000.0).collect();
+    bulk.push(200.0);
+    let mut histograms = BTreeMap::new();
+    for t in ["h", "r"] {
+        histograms.insert(t.to_string(), Histogram::of(&bulk));
+    }
+    histograms.insert("x".to_string(), Histogram::of(&bulk[..100_000]));
+    let l = layout(&g, RuleOptions::default(), &|_| false);
+    let found = ptq_quant::patterns::outliers(&g, &l, &histograms, &GivenEncodings::new(), 8);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!((found[0].pattern, found[0].precision), (Pattern::Outliers, Precision::Bits(16)));
+    assert_eq!(found[0].tensors, vec!["h".to_string()]);
+    assert!(ptq_quant::patterns::outliers(&g, &l, &histograms, &GivenEncodings::new(), 16).is_empty());
+    // Without the outlier nothing is found.
+    let mut h = Histogram::default();
+    h.observe(&bulk[..100_000]);
+    histograms.insert("h".to_string(), h);
+    assert!(ptq_quant::patterns::outliers(&g, &l, &histograms, &GivenEncodings::new(), 8).is_empty());
+}
