@@ -193,8 +193,8 @@ fn sqnr_within(pdf: &Pdf, spec: &QuantSpec, (m, big_m): (f64, f64)) -> (f64, f64
 
 /// AIMET's `MseEncodingAnalyzer`: the pair of ends with the lowest squared error. AIMET tries
 /// every pair of its bucket edges (O(n²) candidates); here a grid of [`MSE_STEPS`] steps over
-/// each side of the observed range, then two finer grids around the best pair, find the same
-/// minimum in a fraction of the candidates.
+/// each side of the observed range, then two finer grids around the best pair (3 × 33²
+/// candidates whatever the histogram).
 fn mse(pdf: &Pdf, spec: &QuantSpec) -> (f64, f64) {
     let (m, big_m) = observed(pdf);
     if spec.schema != Schema::Asymmetric {
@@ -215,8 +215,7 @@ fn mse(pdf: &Pdf, spec: &QuantSpec) -> (f64, f64) {
             ((lo_span.1 - lo_span.0) / MSE_STEPS as f64, (hi_span.1 - hi_span.0) / MSE_STEPS as f64);
         lo_span = ((chosen.0 - dl).max(m), (chosen.0 + dl).min(0.0));
         hi_span = ((chosen.1 - dh).max(0.0), (chosen.1 + dh).min(big_m));
-        let refined = best(pdf, spec, 1.0, grid(lo_span, hi_span).chain(std::iter::once(chosen)));
-        chosen = refined;
+        chosen = best(pdf, spec, 1.0, grid(lo_span, hi_span).chain(std::iter::once(chosen)));
     }
     chosen
 }
