@@ -6,6 +6,8 @@ use anyhow::{Context, Result};
 use ptq_algos::Fold;
 use ptq_data::BoundInput;
 use ptq_export::required_opset;
+use ptq_onnx::Loaded;
+use ptq_onnx::proto::ModelProto;
 use ptq_quant::{Config, Given, GivenEncodings, MinMax};
 
 use crate::model::Model;
@@ -35,14 +37,31 @@ pub fn prepare(
             .chain(own_bits.iter().copied()),
         current,
     );
-    if target > current {
-        loaded.model = ptq_ir::upgrade_opset(&loaded.model, loaded.dir(), target).with_context(|| {
-            format!("converting {} from opset {current} to {target}", loaded.path.display())
-        })?;
-    }
+    loaded.model = upgraded(&loaded, current, target)?;
     let folded = ptq_algos::fold_layers(&loaded.model, loaded.dir(), &|t| given.contains_key(t))?;
     loaded.model = folded.model;
     Ok((Model::new(loaded)?, folded.folded))
+}
+
+/// `model` at the opset its tensors of `bits` need (itself when it has it already): for tensors
+/// calibration gave a wider grid than the model was prepared for. Tensor names stay.
+pub fn with_bits(model: Model, bits: &[u8]) -> Result<Model> {
+    let (current, target) = (model.opset(), required_opset(bits.iter().copied(), model.opset()));
+    if target <= current {
+        return Ok(model);
+    }
+    let mut loaded = model.loaded;
+    loaded.model = upgraded(&loaded, current, target)?;
+    Model::new(loaded)
+}
+
+/// The proto of `loaded` converted from opset `current` to `target` when that is newer.
+fn upgraded(loaded: &Loaded, current: i64, target: i64) -> Result<ModelProto> {
+    if target <= current {
+        return Ok(loaded.model.clone());
+    }
+    ptq_ir::upgrade_opset(&loaded.model, loaded.dir(), target)
+        .with_context(|| format!("converting {} from opset {current} to {target}", loaded.path.display()))
 }
 
 /// Every tensor tract's type inference finds float, with an empty range: float fallback's

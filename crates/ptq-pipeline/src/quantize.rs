@@ -17,7 +17,7 @@ use ptq_quant::rules::{Layout, layout};
 use ptq_quant::{Assignment, Histogram, Method, MinMax, Mode, assign};
 
 use crate::calibrate::{Calibration, calibrate, chosen_ranges};
-use crate::prepare::{float_tensors, prepare};
+use crate::prepare::{float_tensors, prepare, with_bits};
 use crate::shares::{Shares, shares};
 use crate::simulate::{OutputSqnr, measure_sqnr};
 use crate::{Config, Events, Model, given};
@@ -80,19 +80,16 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
     let (model, folds) = prepare(&given.model, &config.quant, &given.encodings, own_bits)?;
     given::check(&mut given.encodings, &given.model.graph, &model.graph, job.allow_unknown_names, events)?;
     events.timed("load, convert, fold", t.elapsed());
-    let smooth = |model: Model| -> Result<(Model, Vec<Smoothing>)> {
-        match (&job.data, config.smooth) {
-            (Data::Calibrate { list, read }, Some(options)) => {
-                let t = Instant::now();
-                let samples = model.samples(list, read(&model.graph)?)?;
-                let done = crate::smooth::smooth(model, &samples, options, &given.encodings, events)?;
-                events.timed("smooth (SmoothQuant)", t.elapsed());
-                Ok(done)
-            }
-            _ => Ok((model, Vec::new())),
+    let (mut model, smoothed) = match (&job.data, config.smooth) {
+        (Data::Calibrate { list, read }, Some(options)) => {
+            let t = Instant::now();
+            let samples = model.samples(list, read(&model.graph)?)?;
+            let done = crate::smooth::smooth(model, &samples, options, &given.encodings, events)?;
+            events.timed("smooth (SmoothQuant)", t.elapsed());
+            done
         }
+        _ => (model, Vec::new()),
     };
-    let (mut model, smoothed) = smooth(model)?;
     let mut layout = layout(&model.graph, config.rules, &|t| given.encodings.contains_key(t));
     let (assignment, observed, chosen, sqnr, found, inputs) = match &job.data {
         Data::Calibrate { list, read } => {
@@ -115,18 +112,18 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
             patterns::apply(&mut layout, &found);
             if let (Method::Auto, Some(seen)) = (method, &histograms) {
                 let wide = patterns::outliers(&model.graph, &layout, seen, &given.encodings, act_bits);
-                let bits = [patterns::OUTLIER_BITWIDTH];
-                if !wide.is_empty() && ptq_export::required_opset(bits, model.opset()) > model.opset() {
-                    // 16-bit tensors need a newer opset than calibration ran on: the same model
-                    // at that opset (its tensors keep their names, so what was seen still holds).
-                    let t = Instant::now();
-                    (model, _) = smooth(prepare(&given.model, &config.quant, &given.encodings, &bits)?.0)?;
+                let opset = model.opset();
+                if !wide.is_empty() {
+                    // Calibration ran at the opset of 8-bit tensors: the same model at the one its
+                    // 16-bit tensors need (names kept, so what was seen still holds).
+                    model = with_bits(model, &[patterns::OUTLIER_BITWIDTH])?;
+                }
+                if model.opset() != opset {
                     layout = ptq_quant::rules::layout(&model.graph, config.rules, &|t| {
                         given.encodings.contains_key(t)
                     });
                     found = patterns::find(&model.graph, &layout, &observed, &given.encodings, act_bits)?;
                     patterns::apply(&mut layout, &found);
-                    events.timed("convert for 16-bit tensors", t.elapsed());
                 }
                 patterns::apply(&mut layout, &wide);
                 found.extend(wide);
