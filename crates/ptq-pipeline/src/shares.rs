@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ptq_ir::{Graph, Node};
+use ptq_quant::rules::MAC_OPS;
 use ptq_quant::{Encodings, Kind, MinMax};
 
 /// A precision, ordered from the cheapest: integer bitwidths, then float.
@@ -78,7 +79,7 @@ pub fn shares(
             .or_else(|| graph.tensor(tensor)?.shape.as_ref()?.iter().map(|d| d.fixed()).collect())
     };
     for node in graph.nodes() {
-        if !matches!(node.op_type.as_str(), "Conv" | "ConvTranspose" | "Gemm" | "MatMul") {
+        if !MAC_OPS.contains(&node.op_type.as_str()) {
             continue;
         }
         let Some(macs) = macs(graph, node, &shape) else {

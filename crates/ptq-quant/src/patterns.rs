@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ptq_ir::{DataType, Graph, Node};
 
-use crate::rules::{Layout, Role};
+use crate::rules::{Layout, MAC_OPS, Role};
 use crate::{Error, FloatReason, GivenEncodings, Histogram, MinMax, calibration};
 
 /// `|v|` from which a float value is a sentinel ("minus infinity" written as a number), not data.
@@ -122,10 +122,6 @@ pub fn find(
     found.retain(|f| !f.tensors.is_empty());
     Ok(found)
 }
-
-/// The ops whose activation inputs are multiply-accumulate operands (their bitwidth is the
-/// MACs' bitwidth).
-const MAC_OPS: [&str; 4] = ["Conv", "ConvTranspose", "Gemm", "MatMul"];
 
 /// Classes with isolated outliers ([`calibration::has_outliers`]) that no Conv, ConvTranspose,
 /// Gemm or MatMul reads as an operand, when activations are narrower than 16 bits: one finding

@@ -53,6 +53,10 @@ pub struct Layout {
     pub own_precision: BTreeMap<usize, Precision>,
 }
 
+/// The multiply-accumulate layers: their first two inputs are the MACs' operands, whose
+/// bitwidths are the MACs' (the precision shares, and what the patterns keep at 8 bit).
+pub const MAC_OPS: [&str; 4] = ["Conv", "ConvTranspose", "Gemm", "MatMul"];
+
 /// What the rules need from the command line.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RuleOptions {
