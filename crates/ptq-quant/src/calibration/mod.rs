@@ -8,6 +8,12 @@ use std::fmt;
 
 use ptq_ir::Graph;
 
+mod cost;
+mod entropy;
+
+use cost::{Prefix, cost};
+use entropy::entropy;
+
 use crate::histogram::Pdf;
 use crate::{Encoding, Histogram, MIN_RANGE, MinMax, Origin, QuantSpec, Schema};
 
@@ -247,186 +253,6 @@ fn percentile(pdf: &Pdf, p: f64) -> (f64, f64) {
     (lo.max(pdf.min).min(0.0), hi.min(pdf.max).max(0.0))
 }
 
-/// Levels of the quantized distribution in the KL search (8-bit: 255 steps).
-const KL_LEVELS: usize = 255;
-
-/// AIMET's `EntropyEncodingAnalyzer` (spec §3.3): shrink a window over the bins, one bin at a
-/// time on the side that loses the least mass (both sides for symmetric grids), and keep the
-/// window whose 255-level quantization diverges least (KL) from the clipped distribution.
-fn entropy(pdf: &Pdf, spec: &QuantSpec) -> (f64, f64) {
-    let mut h: Vec<f64> = pdf.p.clone();
-    if let Some(z) = pdf.zero_bin {
-        h[z] += pdf.zeros;
-    }
-    let n = h.len();
-    if n <= KL_LEVELS {
-        return (pdf.min, pdf.max);
-    }
-    let symmetric = spec.schema != Schema::Asymmetric;
-    let (mut s, mut e) = (0usize, n - 1);
-    let mut best_window = (s, e);
-    let mut lowest = f64::INFINITY;
-    loop {
-        let kl = divergence(&h, s, e);
-        if kl < lowest {
-            (lowest, best_window) = (kl, (s, e));
-        }
-        if e - s <= KL_LEVELS {
-            break;
-        }
-        if symmetric {
-            // The window shrinks towards 0's bin from both sides at once.
-            let z = pdf.zero_bin.unwrap_or(n / 2);
-            let (left, right) = (z - s, e - z);
-            if left >= right && s < z {
-                s += 1;
-            }
-            if right >= left && e > z {
-                e -= 1;
-            }
-            if left == 0 && right == 0 {
-                break;
-            }
-        } else if h[s] <= h[e] {
-            s += 1;
-        } else {
-            e -= 1;
-        }
-    }
-    let (s, e) = best_window;
-    let lo = (pdf.start + s as f64 * pdf.width).max(pdf.min);
-    let hi = (pdf.start + (e + 1) as f64 * pdf.width).min(pdf.max);
-    (lo.min(0.0), hi.max(0.0))
-}
-
-/// KL(P‖Q): P = the window with the mass outside it added to its edge bins; Q = the window
-/// merged into [`KL_LEVELS`] levels, each level's mass spread evenly over its non-empty bins.
-fn divergence(h: &[f64], s: usize, e: usize) -> f64 {
-    let len = e - s + 1;
-    let mut p: Vec<f64> = h[s..=e].to_vec();
-    p[0] += h[..s].iter().sum::<f64>();
-    p[len - 1] += h[e + 1..].iter().sum::<f64>();
-    let mut q = vec![0.0; len];
-    for level in 0..KL_LEVELS {
-        let (a, b) =
-            (level * len / KL_LEVELS, ((level + 1) * len / KL_LEVELS).max(level * len / KL_LEVELS + 1));
-        let b = b.min(len);
-        let mass: f64 = h[s + a..s + b].iter().sum();
-        let occupied = h[s + a..s + b].iter().filter(|&&x| x > 0.0).count();
-        if occupied > 0 {
-            for j in a..b {
-                if h[s + j] > 0.0 {
-                    q[j] = mass / occupied as f64;
-                }
-            }
-        }
-    }
-    let (sp, sq): (f64, f64) = (p.iter().sum(), q.iter().sum());
-    if sp <= 0.0 || sq <= 0.0 {
-        return f64::INFINITY;
-    }
-    // Empty bins of Q where P has mass would make KL infinite: smooth both (AIMET conditions
-    // zeros to 1e-4 of the mass and takes it back from the rest).
-    const EPS: f64 = 1e-4;
-    let smooth = |v: &[f64], sum: f64| -> Vec<f64> {
-        let zeros = v.iter().filter(|&&x| x <= 0.0).count() as f64;
-        let nonzero = v.len() as f64 - zeros;
-        let take = EPS * zeros / nonzero.max(1.0);
-        v.iter().map(|&x| if x <= 0.0 { EPS } else { (x / sum - take).max(EPS) }).collect()
-    };
-    let (p, q) = (smooth(&p, sp), smooth(&q, sq));
-    p.iter().zip(&q).map(|(&a, &b)| a * (a / b).ln()).sum()
-}
-
-/// The squared error per value of quantizing the distribution with `e` (its first channel),
-/// clipped values weighted by `gamma`; bins count at their centres, exact zeros cost nothing.
-///
-/// With prefix sums over the bins, each level's bins cost O(1), so a candidate costs
-/// O(min(levels, bins)).
-fn cost(pdf: &Pdf, sums: &Prefix, e: &Encoding, gamma: f64) -> f64 {
-    let scale = f64::from(e.scales[0]);
-    let zp = e.zero_points[0] as f64;
-    let (qmin, qmax) = e.grid();
-    let (lo_val, hi_val) = ((qmin as f64 - zp) * scale, (qmax as f64 - zp) * scale);
-    let n = pdf.p.len();
-    // In bin units, relative to the window's start: centres sit at i + 0.5.
-    let w = pdf.width;
-    let unit = |x: f64| (x - pdf.start) / w;
-    // Bins whose centre lies below `x` (in units).
-    let below = |u: f64| (u - 0.5).ceil().clamp(0.0, n as f64) as usize;
-    let mut total = 0.0;
-    let (lo_u, hi_u) = (unit(lo_val), unit(hi_val));
-    let (a, b) = (below(lo_u), below(hi_u).max(below(lo_u)));
-    total += gamma * sums.squared_error(0, a, lo_u);
-    // Bins whose centre is at or above hi_val (clipped); at hi_val itself the error is 0.
-    total += gamma * sums.squared_error(b, n, hi_u);
-    let levels = (qmax - qmin + 1) as usize;
-    let occupied =
-        &sums.occupied[sums.occupied.partition_point(|&i| i < a)..sums.occupied.partition_point(|&i| i < b)];
-    if scale >= w && levels <= occupied.len() {
-        // A level spans whole bins: each bin rounds to one level, as its centre does, and its
-        // values spread w²/12 around that centre.
-        for k in qmin..=qmax {
-            let v = (k as f64 - zp) * scale;
-            let cell_lo = if k == qmin { a } else { below(unit(v - 0.5 * scale)).max(a) };
-            let cell_hi = if k == qmax { b } else { below(unit(v + 0.5 * scale)).min(b) };
-            if cell_hi > cell_lo {
-                total += sums.squared_error(cell_lo, cell_hi, unit(v));
-            }
-        }
-        total += sums.mass(a, b) / 12.0;
-    } else if scale >= w {
-        for &i in occupied {
-            let x = pdf.centre(i);
-            let q = ((x / scale).round() + zp).clamp(qmin as f64, qmax as f64);
-            let d = (x - (q - zp) * scale) / w;
-            total += pdf.p[i] * (d * d + 1.0 / 12.0);
-        }
-    } else {
-        // Levels finer than the bins: a bin's values meet many levels, each rounding error
-        // uniform over a step (what the bin centres cannot show).
-        total += sums.mass(a, b) * (scale / w).powi(2) / 12.0;
-    }
-    total * w * w
-}
-
-/// Prefix sums of p, p·u and p·u² over bins (u = i + 0.5, the centre in bin units), so the
-/// squared distance of a run of bins to one point costs O(1) and never subtracts huge numbers.
-struct Prefix {
-    p: Vec<f64>,
-    pu: Vec<f64>,
-    puu: Vec<f64>,
-    /// The bins that hold values (a weight slice of nine values occupies nine of thousands).
-    occupied: Vec<usize>,
-}
-
-impl Prefix {
-    fn new(p: &[f64]) -> Prefix {
-        let occupied = (0..p.len()).filter(|&i| p[i] > 0.0).collect();
-        let mut s = Prefix { p: vec![0.0], pu: vec![0.0], puu: vec![0.0], occupied };
-        for (i, &x) in p.iter().enumerate() {
-            let u = i as f64 + 0.5;
-            s.p.push(s.p[i] + x);
-            s.pu.push(s.pu[i] + x * u);
-            s.puu.push(s.puu[i] + x * u * u);
-        }
-        s
-    }
-
-    fn mass(&self, a: usize, b: usize) -> f64 {
-        if b <= a { 0.0 } else { self.p[b] - self.p[a] }
-    }
-
-    /// Σ p_i (u_i − t)² over bins `[a, b)`, in bin units.
-    fn squared_error(&self, a: usize, b: usize, t: f64) -> f64 {
-        if b <= a {
-            return 0.0;
-        }
-        let (p, pu, puu) = (self.p[b] - self.p[a], self.pu[b] - self.pu[a], self.puu[b] - self.puu[a]);
-        (puu - 2.0 * t * pu + t * t * p).max(0.0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,22 +276,6 @@ mod tests {
         let mut v: Vec<f32> = (0..n).map(|i| -1.0 + 2.0 * (i as f32 + 0.5) / n as f32).collect();
         v.push(outlier);
         v
-    }
-
-    #[test]
-    fn cost_of_a_fine_grid_on_uniform_data_is_the_rounding_noise() {
-        // Uniform on [0, 1) quantized with 255 steps: noise Δ²/12 (plus the bins' own w²/12).
-        let v: Vec<f32> = (0..100_000).map(|i| i as f32 / 100_000.0).collect();
-        let pdf = Histogram::of(&v).pdf().unwrap();
-        let e = encode(0.0, 1.0, &spec(8, Schema::Asymmetric));
-        let delta = f64::from(e.scales[0]);
-        let sums = Prefix::new(&pdf.p);
-        let c = cost(&pdf, &sums, &e, 1.0);
-        assert!((c / (delta * delta / 12.0) - 1.0).abs() < 0.05, "{c}");
-        // Clipping at 0.5 costs what the clipped half loses: ∫_{0.5}^{1} (x − 0.5)² dx = 1/24.
-        let clipped = encode(0.0, 0.5, &spec(8, Schema::Asymmetric));
-        assert!((cost(&pdf, &sums, &clipped, 1.0) - 1.0 / 24.0).abs() < 1e-3);
-        assert!((cost(&pdf, &sums, &clipped, 3.0) - 3.0 / 24.0).abs() < 3e-3);
     }
 
     #[test]
