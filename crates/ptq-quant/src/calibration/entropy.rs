@@ -1,7 +1,7 @@
 //! AIMET's entropy (KL) range search, spec §3.3.
 
-use crate::{QuantSpec, Schema};
 use crate::histogram::Pdf;
+use crate::{QuantSpec, Schema};
 
 /// Levels of the quantized distribution in the KL search (8-bit: 255 steps).
 const KL_LEVELS: usize = 255;
