@@ -254,8 +254,13 @@ mod tests {
         assert_eq!(h.count(), 3);
         let pdf = h.pdf().unwrap();
         assert!(pdf.start <= -3.4028235e38);
-        // A first batch on a fine grid, then values near f32::MAX (an overflowing QAT model did
-        // this): the grid coarsens by 2^120 without an integer overflow.
+    }
+
+    /// Regression: onnxruntime's QDQ model of ppocr_cls without pre-processing overflows to
+    /// 3.4e38 after a first batch near 1; bin indices overflowed i64 (and shifts past 63 bits
+    /// wrapped) and calibration panicked. The grid now coarsens by 2^120 exactly.
+    #[test]
+    fn a_range_reaching_f32_max_after_a_fine_first_batch_does_not_overflow() {
         let mut h = Histogram::of(&[-2.25, 7.0]);
         h.observe(&[3.4e38, 1.1e8, 7.0e31]);
         h.merge(&Histogram::of(&[-3.4e38, 1.0]));
