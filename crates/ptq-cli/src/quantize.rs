@@ -292,6 +292,12 @@ pub fn config(args: &QuantSettings, json_version: JsonVersion, ui: &Ui) -> Resul
 pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
     let start = Instant::now();
     let list = check_flags(args)?;
+    if list.is_none() && args.settings.act_quantizer_calibration.is_some() {
+        ui.warn(
+            "--act_quantizer_calibration has no effect with --enable_float_fallback: there is no calibration \
+             data to set activation ranges from",
+        );
+    }
     let output = output_path(args)?;
     let json_version = match args.encoding_version {
         EncodingVersion::V1_0_0 => JsonVersion::V1_0_0,

@@ -48,6 +48,15 @@ fn dump_convert_fallback_round_trip_is_byte_identical() {
     convert.assert().success();
     work.quantize(&work.path("c.onnx"), "r.onnx").arg("--enable_float_fallback").assert().success();
     assert!(fs::read(work.path("q.onnx")).unwrap() == fs::read(work.path("r.onnx")).unwrap());
+    // Without samples an activation method has nothing to work on: said, not silently dropped.
+    work.quantize(&work.path("c.onnx"), "s.onnx")
+        .args(["--enable_float_fallback", "--act_quantizer_calibration", "mse"])
+        .assert()
+        .success()
+        .stderr(predicates::str::contains(
+            "--act_quantizer_calibration has no effect with --enable_float_fallback",
+        ));
+    assert!(fs::read(work.path("q.onnx")).unwrap() == fs::read(work.path("s.onnx")).unwrap());
 }
 
 /// A QDQ model keeps every one of its encodings when it is quantized again (nothing to fill).
