@@ -10,7 +10,7 @@ use ptq_engine::{Engine, TractEngine, run_parts};
 use ptq_ir::{Graph, Tensor};
 use ptq_quant::patterns::Precision;
 use ptq_quant::rules::Layout;
-use ptq_quant::{Given, GivenEncodings, Histogram, Method, MinMax, Observer, QuantSpec, Schema, calibration};
+use ptq_quant::{GivenEncodings, Histogram, Method, MinMax, Observer, QuantSpec, calibration};
 use rayon::prelude::*;
 
 use crate::Events;
@@ -131,16 +131,9 @@ pub fn chosen_ranges(
             own_bits.extend(layout.classes[*class].members.iter().map(|m| (m.as_str(), *bits)));
         }
     }
-    let spec = |name: &str| match given.get(name).map(|g| &g.given) {
-        Some(Given::Bitwidth { bitwidth, symmetric }) => {
-            let schema = match symmetric {
-                Some(true) => Schema::Symmetric,
-                Some(false) => Schema::Asymmetric,
-                None => act.schema,
-            };
-            QuantSpec { bitwidth: *bitwidth, schema, ..*act }
-        }
-        _ => own_bits.get(name).map_or(*act, |&bitwidth| QuantSpec { bitwidth, ..*act }),
+    let spec = |name: &str| match given.get(name).and_then(|g| g.given.bitwidth_spec(act)) {
+        Some(spec) => spec,
+        None => own_bits.get(name).map_or(*act, |&bitwidth| QuantSpec { bitwidth, ..*act }),
     };
     let chosen: Vec<(String, MinMax)> = seen
         .par_iter()

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::Encoding;
+use crate::{Encoding, QuantSpec, Schema};
 
 /// What a given encoding fixes for one tensor.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,6 +14,20 @@ pub enum Given {
     Bitwidth { bitwidth: u8, symmetric: Option<bool> },
     /// Keep the tensor float at this bitwidth (16 or 32).
     Float { bitwidth: u8 },
+}
+
+impl Given {
+    /// The spec a "quantize at this bitwidth" entry asks for, from the activation spec `act`
+    /// (its schema unless the entry says whether it is symmetric); `None` for the others.
+    pub fn bitwidth_spec(&self, act: &QuantSpec) -> Option<QuantSpec> {
+        let Given::Bitwidth { bitwidth, symmetric } = self else { return None };
+        let schema = match symmetric {
+            Some(true) => Schema::Symmetric,
+            Some(false) => Schema::Asymmetric,
+            None => act.schema,
+        };
+        Some(QuantSpec { bitwidth: *bitwidth, schema, ..*act })
+    }
 }
 
 /// The section of an encodings file an entry came from (a name may sit in the wrong one;

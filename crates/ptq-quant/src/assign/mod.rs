@@ -153,7 +153,7 @@ pub fn assign(
                     continue;
                 }
                 // "Quantize at this bitwidth" (spec §4.4): this tensor's own range, at that width.
-                Some(Given::Bitwidth { bitwidth, symmetric }) => {
+                Some(g @ Given::Bitwidth { .. }) => {
                     let range = observed.get(m).copied().filter(|r| !r.is_empty() && mode == Mode::Calibrate);
                     let range = match range {
                         Some(r) => Some(r),
@@ -169,12 +169,7 @@ pub fn assign(
                         }
                         continue;
                     };
-                    let schema = match symmetric {
-                        Some(true) => Schema::Symmetric,
-                        Some(false) => Schema::Asymmetric,
-                        None => config.act.schema,
-                    };
-                    let spec = QuantSpec { bitwidth: *bitwidth, schema, ..config.act };
+                    let spec = g.bitwidth_spec(&config.act).expect("a bitwidth entry");
                     let (lo, hi) = (f64::from(r.min), f64::from(r.max));
                     let min_width = if kind == Kind::Param {
                         param_min_width(hi.max(0.0) - lo.min(0.0))
