@@ -300,16 +300,18 @@ mod tests {
     /// One value at 50 among 4 million in [−1, 1] (peaked at 0: t³ for t uniform, as KL cannot
     /// tell a coarse from a fine grid on flat data): min-max spends 98 % of the levels on it, a
     /// rounding noise of (51/255)²/12 = 3.3e-3 per value, while clipping it at 1 costs
-    /// 49²/4e6 = 6e-4 (1.8e-3 at sqnr's 3× weight). The searches clip it.
+    /// 49²/4e6 = 6e-4 (1.8e-3 at sqnr's 3× weight). The searches clip it; entropy's window
+    /// over AIMET's 512 bins stops at 255 of them, half the observed span.
     #[test]
     fn searches_clip_a_rare_outlier() {
         let mut v: Vec<f32> = uniform_and(4_000_000, 50.0);
         let n = v.len() - 1;
         v[..n].iter_mut().for_each(|x| *x = x.powi(3));
         for method in [Method::Sqnr, Method::Mse, Method::Entropy] {
+            let ceiling = if method == Method::Entropy { 35.0 } else { 25.0 };
             for schema in [Schema::Asymmetric, Schema::Symmetric] {
                 let (lo, hi) = range(&v, method, schema);
-                assert!(hi < 25.0 && hi > 0.9, "{method} {schema}: {lo} {hi}");
+                assert!(hi < ceiling && hi > 0.9, "{method} {schema}: {lo} {hi}");
                 assert!(lo < -0.9, "{method} {schema}: {lo} {hi}");
             }
         }
