@@ -14,6 +14,13 @@ pub enum Error {
     NotOnnx { path: PathBuf, reason: String },
 
     #[error(
+        "{} declares ONNX IR version {version}, which ptq does not read (1 to {max}); save it with an onnx \
+         release that writes IR version {max} or lower",
+        path.display()
+    )]
+    IrVersion { path: PathBuf, version: i64, max: i64 },
+
+    #[error(
         "{} is truncated or corrupt: the protobuf does not decode ({err}); re-export or re-download the model",
         path.display()
     )]

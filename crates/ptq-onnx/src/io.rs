@@ -30,6 +30,9 @@ pub fn load(path: &Path) -> Result<Loaded, Error> {
     Ok(Loaded { model, path: path.to_owned() })
 }
 
+/// The newest IR version of the onnx.proto this crate is built from.
+const MAX_IR_VERSION: i64 = crate::proto::Version::IrVersion as i64;
+
 /// Decodes ONNX bytes; `path` only names the file in errors.
 ///
 /// Protobuf decodes many byte strings that are not models, so a model must also carry an IR
@@ -44,6 +47,10 @@ pub fn decode(bytes: Bytes, path: &Path) -> Result<ModelProto, Error> {
     match ModelProto::decode(bytes) {
         Ok(m) if m.ir_version.is_none() => Err(not_onnx("it has no IR version")),
         Ok(m) if m.graph.is_none() => Err(not_onnx("it has no graph")),
+        // A newer IR may mean things this reader does not know (new types, fields).
+        Ok(m) if !(1..=MAX_IR_VERSION).contains(&m.ir_version()) => {
+            Err(Error::IrVersion { path: path.to_owned(), version: m.ir_version(), max: MAX_IR_VERSION })
+        }
         Ok(m) => Ok(m),
         Err(_) if !starts_like_model => Err(not_onnx("it is not a protobuf ModelProto")),
         Err(err) => Err(Error::Corrupt { path: path.to_owned(), err }),
