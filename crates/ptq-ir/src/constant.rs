@@ -24,14 +24,30 @@ pub fn tensor_from_proto(t: &TensorProto, model_dir: &Path) -> Result<Tensor, Er
         None => typed_bytes(t, dtype, count).ok_or_else(|| fail(format!("{dtype} tensor has no data")))?,
     };
     if data.len() != count * size {
-        return Err(fail(format!(
-            "holds {} bytes, its shape {:?} of {dtype} needs {}",
-            data.len(),
-            shape,
-            count * size
-        )));
+        return Err(fail(size_mismatch(data.len(), &shape, dtype, count * size)));
     }
     Ok(Tensor { dtype, shape, data })
+}
+
+/// An initializer's inline `raw_data` against its shape, without copying it: checked when the
+/// graph is read, so a corrupt file is refused naming the tensor, not by the engine later.
+pub(crate) fn check_raw_size(t: &TensorProto) -> Result<(), Error> {
+    let len = t.raw_data().len();
+    let size = DataType::from_onnx(t.data_type()).and_then(|d| d.size_of().map(|s| (d, s)));
+    let shape: Option<Vec<usize>> = t.dims.iter().map(|&d| usize::try_from(d).ok()).collect();
+    let (Some((dtype, size)), Some(shape)) = (size, shape) else { return Ok(()) };
+    let needed = shape.iter().product::<usize>() * size;
+    if len == 0 || len == needed {
+        return Ok(());
+    }
+    Err(Error::BadTensor { tensor: t.name().to_owned(), reason: size_mismatch(len, &shape, dtype, needed) })
+}
+
+fn size_mismatch(len: usize, shape: &[usize], dtype: DataType, needed: usize) -> String {
+    format!(
+        "holds {len} bytes, its shape {shape:?} of {dtype} needs {needed}: the model file is corrupt; \
+         export it again"
+    )
 }
 
 /// The value of a `Constant` node's attribute (`value`, `value_float(s)`, `value_int(s)`).

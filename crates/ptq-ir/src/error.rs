@@ -4,6 +4,12 @@ pub enum Error {
     #[error("the graph has a cycle through node(s) {nodes}; ONNX graphs must be acyclic")]
     Cycle { nodes: String },
 
+    #[error(
+        "the model imports opset {version} of the default ONNX domain; ptq knows opsets up to {max}: export \
+         it at opset {max} or lower"
+    )]
+    FutureOpset { version: i64, max: i64 },
+
     #[error("tensor `{tensor}`: {reason}")]
     BadTensor { tensor: String, reason: String },
 

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use ptq_onnx::proto::{GraphProto, ModelProto, NodeProto, ValueInfoProto, tensor_shape_proto, type_proto};
 
-use crate::constant::{constant_node_value, tensor_from_proto};
+use crate::constant::{check_raw_size, constant_node_value, tensor_from_proto};
+use crate::opset::MAX_OPSET;
 use crate::{DataType, Dim, Error, Tensor};
 
 /// A node of the main graph. `index` is its position in the ONNX file (what a [`crate::Patch`] refers to).
@@ -21,6 +22,11 @@ pub struct Node {
 }
 
 impl Node {
+    /// A structural error in this node.
+    fn broken(&self, reason: String) -> Error {
+        Error::BadNode { node: self.display_name(), op: self.op_type.clone(), reason }
+    }
+
     /// The node's name, or `#<index> <op>` for the unnamed nodes some exporters write.
     pub fn display_name(&self) -> String {
         if self.name.is_empty() { format!("#{} {}", self.index, self.op_type) } else { self.name.clone() }
@@ -76,7 +82,12 @@ impl Graph {
     /// Builds the view; `model_dir` is where external data is resolved.
     pub fn new(model: &ModelProto, model_dir: &Path) -> Result<Graph, Error> {
         let graph = model.graph.clone().unwrap_or_default();
-        let opsets = model.opset_import.iter().map(|o| (o.domain().to_owned(), o.version())).collect();
+        let opsets: BTreeMap<String, i64> =
+            model.opset_import.iter().map(|o| (o.domain().to_owned(), o.version())).collect();
+        // Operators of a newer opset may mean what no table here says.
+        if let Some(&version) = opsets.get("").or(opsets.get("ai.onnx")).filter(|&&v| v > MAX_OPSET) {
+            return Err(Error::FutureOpset { version, max: MAX_OPSET });
+        }
         let nodes: Vec<Node> = graph
             .node
             .iter()
@@ -124,8 +135,28 @@ impl Graph {
                 Source::Node(n.index)
             };
             for out in n.outputs.iter().filter(|o| !o.is_empty()) {
-                tensors
-                    .insert(out.clone(), TensorInfo { name: out.clone(), source, dtype: None, shape: None });
+                let info = TensorInfo { name: out.clone(), source, dtype: None, shape: None };
+                if let Some(first) = tensors.insert(out.clone(), info) {
+                    return Err(n.broken(format!(
+                        "writes `{out}`, which {} already defines; an ONNX tensor has one producer: \
+                         the model is broken, export it again",
+                        describe_source(first.source, &nodes)
+                    )));
+                }
+            }
+        }
+        for t in &graph.initializer {
+            check_raw_size(t)?;
+        }
+        // The engine would refuse these too, but naming neither the node nor what to do.
+        for n in &nodes {
+            if let Some(missing) =
+                node_dependencies(&graph.node[n.index]).into_iter().find(|d| !tensors.contains_key(d))
+            {
+                return Err(n.broken(format!(
+                    "reads `{missing}`, which no node, graph input or initializer defines: the model is \
+                     broken, export it again"
+                )));
             }
         }
         for v in graph.input.iter().chain(&graph.output).chain(&graph.value_info) {
@@ -289,6 +320,15 @@ fn captured_names(g: &GraphProto, out: &mut BTreeSet<String>) {
     out.extend(inner.into_iter().filter(|name| !defined.contains(name.as_str())));
 }
 
+/// Where a tensor comes from, in words.
+fn describe_source(source: Source, nodes: &[Node]) -> String {
+    match source {
+        Source::Input => "a graph input".into(),
+        Source::Initializer(_) => "an initializer".into(),
+        Source::ConstantNode(i) | Source::Node(i) => format!("node `{}`", nodes[i].display_name()),
+    }
+}
+
 /// Kahn's algorithm, always taking the earliest ready node in file order.
 fn topological_order(graph: &GraphProto, nodes: &[Node]) -> Result<Vec<usize>, Error> {
     let producer: HashMap<&str, usize> = nodes
@@ -299,8 +339,7 @@ fn topological_order(graph: &GraphProto, nodes: &[Node]) -> Result<Vec<usize>, E
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
     for n in nodes {
         for dep in node_dependencies(&graph.node[n.index]) {
-            // Names produced by no node are inputs, initializers or (in a broken model) undefined;
-            // the engine reports the undefined ones when it loads the model.
+            // Names produced by no node are inputs or initializers (Graph::new refused the rest).
             if let Some(&p) = producer.get(dep.as_str()) {
                 pending[n.index] += 1;
                 dependents[p].push(n.index);

@@ -9,6 +9,7 @@
 //! everything the conversion does not touch stays byte-identical.
 
 mod history;
+pub(crate) use history::MAX_OPSET;
 mod rules;
 
 use std::collections::{BTreeMap, BTreeSet};
