@@ -102,6 +102,9 @@ pub enum Error {
     #[error("cannot read {}: {err}", path.display())]
     FileRead { path: PathBuf, err: io::Error },
 
+    #[error("{} is a folder, not a data file; give the input's .raw or .npy file", path.display())]
+    NotAFile { path: PathBuf },
+
     #[error(
         "{} has {actual} bytes, expected {expected} (shape {} of {dtype}, {} bytes each){hint}",
         path.display(), dims(shape), dtype.size_of().unwrap_or(0)
@@ -116,7 +119,7 @@ pub enum Error {
     )]
     NotWhole { path: PathBuf, index: usize, value: f32, dtype: DataType },
 
-    #[error("{} is not a readable .npy file: {reason}", path.display())]
+    #[error("{} is not a readable .npy file: {reason}; write it with numpy.save", path.display())]
     Npy { path: PathBuf, reason: String },
 
     #[error(
@@ -126,8 +129,9 @@ pub enum Error {
     NpyFortran { path: PathBuf },
 
     #[error(
-        "{} holds {found}, the input is {expected}; save it as {expected} (or float32, which is cast)",
-        path.display()
+        "{} holds {found}, the input is {expected}; save it as {expected}{}",
+        path.display(),
+        if *expected == DataType::Float { "" } else { " (or float32, which is cast)" }
     )]
     NpyDtype { path: PathBuf, found: String, expected: DataType },
 

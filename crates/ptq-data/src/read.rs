@@ -27,6 +27,10 @@ pub(crate) fn is_npy(path: &Path) -> bool {
 
 /// Reads one input's file into a tensor of the input's type and bound shape.
 pub(crate) fn read_file(path: &Path, input: &BoundInput, native: bool) -> Result<Tensor, Error> {
+    // A folder's size (4096) would otherwise be reported as a wrong file size.
+    if path.is_dir() {
+        return Err(Error::NotAFile { path: path.to_path_buf() });
+    }
     if is_npy(path) { read_npy(path, input) } else { read_raw(path, input, native) }
 }
 
@@ -454,10 +458,23 @@ pub(crate) mod tests {
         write_npy(&p, &[2], &[1.0f64, 2.0]);
         let m = read_file(&p, &input("x", DataType::Float, &[2]), false).unwrap_err().to_string();
         assert!(m.contains("holds float64, the input is float32"), "{m}");
+        // float32 is what is asked for, not a second choice.
+        assert!(m.ends_with("save it as float32"), "{m}");
         let text = DType::Plain("<U2".parse().unwrap());
         write_npy_as(&p, &[1], &["ab".to_string()], text, Order::C);
         let m = read_file(&p, &input("x", DataType::Float, &[1]), false).unwrap_err().to_string();
         assert!(m.contains("holds numpy dtype '<U2'"), "{m}");
+    }
+
+    #[test]
+    fn a_folder_is_no_data_file() {
+        let d = tempfile::tempdir().unwrap();
+        for name in ["x.raw", "x.npy"] {
+            let p = tmp(&d, name);
+            std::fs::create_dir(&p).unwrap();
+            let m = read_file(&p, &input("x", DataType::Float, &[1024]), false).unwrap_err().to_string();
+            assert!(m.contains(&format!("{name} is a folder")), "{m}");
+        }
     }
 
     #[test]
