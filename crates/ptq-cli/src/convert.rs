@@ -24,6 +24,13 @@ pub fn convert(args: &ConvertArgs, ui: &Ui) -> Result<()> {
             args.output_path.display()
         )));
     }
+    // Found now, not when the finished model cannot be written.
+    if args.output_path.is_dir() {
+        bail!(
+            "--output_path {} is a folder; give the path of the .onnx file to write",
+            args.output_path.display()
+        );
+    }
     let events = Terminal::new(ui);
     if args.export_format == ExportFormat::Stripped {
         let given = given::gather(Model::load(&args.input_network)?, None, true, &events)?;

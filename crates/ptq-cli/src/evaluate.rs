@@ -63,6 +63,11 @@ pub fn evaluate(args: &EvaluateArgs, ui: &Ui) -> Result<()> {
     let mode = mode(args)?;
     // A bad labels file fails before any model runs.
     let labels = args.labels.as_deref().map(Labels::read).transpose()?;
+    if let Some(list) = &args.eval_list {
+        check_eval_list(list)?;
+    }
+    // So is an output folder that cannot be one; the staging folder goes if anything fails.
+    let out = StagedDir::new(&args.output_dir)?;
     let events = Terminal::new(ui);
     let (pair, source) = match mode {
         Mode::Files { float, quantized, list } => {
@@ -93,7 +98,6 @@ pub fn evaluate(args: &EvaluateArgs, ui: &Ui) -> Result<()> {
     let report = Report { source, evaluation: &evaluation, top: args.top as usize };
 
     let json = report.json()?;
-    let out = StagedDir::new(&args.output_dir)?;
     let [json_file, md_file, png_file, svg_file]: [PathBuf; 4] = FILES.map(|f| out.path().join(f));
     write(&json_file, &json)?;
     write(&md_file, &report.markdown())?;
@@ -104,6 +108,16 @@ pub fn evaluate(args: &EvaluateArgs, ui: &Ui) -> Result<()> {
     }
     ui.info(&report.summary(&args.output_dir, start.elapsed()));
     Ok(())
+}
+
+/// `--eval_list` is read only after the model is quantized in memory: a path that cannot be the
+/// list fails first, naming this flag (the list reader's own message names --input_list).
+fn check_eval_list(list: &Path) -> Result<()> {
+    match std::fs::metadata(list) {
+        Err(e) => bail!("cannot read --eval_list {}: {e}; check the path", list.display()),
+        Ok(m) if m.is_dir() => bail!("--eval_list {} is a folder; give the input list file", list.display()),
+        Ok(_) => Ok(()),
+    }
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {

@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 /// Files are written into a hidden staging folder next to (or inside) the target and moved into
 /// place by [`StagedDir::commit`]; dropping it without committing removes everything.
@@ -15,6 +15,13 @@ pub struct StagedDir {
 
 impl StagedDir {
     pub fn new(target: &Path) -> Result<StagedDir> {
+        // Found now, not when the finished results cannot be moved onto the file.
+        if target.exists() && !target.is_dir() {
+            bail!(
+                "--output_dir {} is a file, not a folder: remove it or give another --output_dir",
+                target.display()
+            );
+        }
         let target_existed = target.is_dir();
         let parent = if target_existed {
             target.to_owned()

@@ -239,6 +239,10 @@ fn output_path(args: &QuantizeArgs) -> Result<PathBuf> {
             out.display()
         )));
     }
+    // Found now, not when the finished model cannot be written.
+    if out.is_dir() {
+        bail!("--output_model {} is a folder; give the path of the .onnx file to write", out.display());
+    }
     Ok(out)
 }
 
