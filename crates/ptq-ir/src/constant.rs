@@ -29,9 +29,19 @@ pub fn tensor_from_proto(t: &TensorProto, model_dir: &Path) -> Result<Tensor, Er
     Ok(Tensor { dtype, shape, data })
 }
 
-/// An initializer's inline `raw_data` against its shape, without copying it: checked when the
-/// graph is read, so a corrupt file is refused naming the tensor, not by the engine later.
-pub(crate) fn check_raw_size(t: &TensorProto) -> Result<(), Error> {
+/// An initializer's element type and inline `raw_data` against its shape, without copying the
+/// data: checked when the graph is read, so a corrupt file is refused naming the tensor, not by
+/// the engine later.
+pub(crate) fn check_initializer(t: &TensorProto) -> Result<(), Error> {
+    if ptq_onnx::proto::tensor_proto::DataType::try_from(t.data_type()).is_err() {
+        return Err(Error::BadTensor {
+            tensor: t.name().to_owned(),
+            reason: format!(
+                "element type {} is no ONNX type: the model file is corrupt; export it again",
+                t.data_type()
+            ),
+        });
+    }
     let len = t.raw_data().len();
     let size = DataType::from_onnx(t.data_type()).and_then(|d| d.size_of().map(|s| (d, s)));
     let shape: Option<Vec<usize>> = t.dims.iter().map(|&d| usize::try_from(d).ok()).collect();

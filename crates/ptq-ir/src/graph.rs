@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use ptq_onnx::proto::{GraphProto, ModelProto, NodeProto, ValueInfoProto, tensor_shape_proto, type_proto};
 
-use crate::constant::{check_raw_size, constant_node_value, tensor_from_proto};
+use crate::constant::{check_initializer, constant_node_value, tensor_from_proto};
 use crate::opset::MAX_OPSET;
 use crate::{DataType, Dim, Error, Tensor};
 
@@ -146,9 +146,10 @@ impl Graph {
             }
         }
         for t in &graph.initializer {
-            check_raw_size(t)?;
+            check_initializer(t)?;
         }
-        // The engine would refuse these too, but naming neither the node nor what to do.
+        // The engine would refuse these too, naming neither the node nor what to do (or panic:
+        // tract on an output nothing defines).
         for n in &nodes {
             if let Some(missing) =
                 node_dependencies(&graph.node[n.index]).into_iter().find(|d| !tensors.contains_key(d))
@@ -158,6 +159,15 @@ impl Graph {
                      broken, export it again"
                 )));
             }
+        }
+        if let Some(lost) = graph.output.iter().find(|o| !tensors.contains_key(o.name())) {
+            return Err(Error::BadTensor {
+                tensor: lost.name().to_owned(),
+                reason:
+                    "is a graph output, but no node, graph input or initializer defines it: the model is \
+                         broken, export it again"
+                        .into(),
+            });
         }
         for v in graph.input.iter().chain(&graph.output).chain(&graph.value_info) {
             if let Some(info) = tensors.get_mut(v.name()) {
