@@ -141,6 +141,9 @@ pub fn evaluate(
                 ));
             }
             let (f, q) = outputs.split_at(float_outputs.len());
+            if let (Some(l), Some(first)) = (labels, f.first()) {
+                l.check(i, &float_outputs[0], first.len())?;
+            }
             let compared: Vec<Option<OutputSample>> =
                 f.iter().zip(q).map(|(x, y)| OutputSample::of(x, y)).collect();
             per_sample.lock().expect("no worker panics while holding the lock")[i] = compared;

@@ -43,6 +43,22 @@ impl Labels {
         }
         Ok(Labels { path: path.to_owned(), classes })
     }
+
+    /// Sample `i`'s label must index one of the `values` values of the first output, or top-1
+    /// would count a class the model cannot give as a miss.
+    pub(crate) fn check(&self, i: usize, output: &str, values: usize) -> Result<()> {
+        let class = self.classes[i];
+        if class >= values {
+            bail!(
+                "{}:{}: class {class}, but the first output `{output}` has {values} value(s), classes 0 to {}; \
+                 check that the labels belong to this model and list",
+                self.path.display(),
+                i + 1,
+                values.saturating_sub(1)
+            );
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
