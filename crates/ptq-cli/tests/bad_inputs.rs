@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ptq_onnx::build;
+use ptq_onnx::proto::type_proto::Value;
 
 /// ptq's arguments, each anything that converts to an `OsString` (`&str`, `&PathBuf`, …).
 macro_rules! args {
@@ -309,6 +310,25 @@ const INPUT_LISTS: &[Case] = &[
         },
         expect: fails(&["l.txt:2", "'%'"]),
     },
+    Case {
+        name: "evaluate: a label beyond the first output's classes",
+        setup: |w| {
+            let mut args = evaluate_digits(digits_list(w, 2));
+            w.write("labels.txt", "3\n12\n");
+            args.extend(args!["--labels", "labels.txt"]);
+            args
+        },
+        expect: fails(&["labels.txt:2", "class 12", "`logits` has 10 value(s)", "check that the labels"]),
+    },
+    Case {
+        name: "run: --native_input_tensor_names names no input",
+        setup: |w| {
+            let mut args = run_digits(digits_list(w, 1));
+            args.extend(args!["--native_input_tensor_names", "pixels"]);
+            args
+        },
+        expect: fails(&["--native_input_tensor_names", "'pixels'", "inputs are: input"]),
+    },
 ];
 
 const DATA_FILES: &[Case] = &[
@@ -565,6 +585,69 @@ const ONNX_FILES: &[Case] = &[
         setup: |w| quantize_model(w, foobar_model()),
         expect: fails(&["FooBar", "foo1"]),
     },
+    Case {
+        name: "quantize: a graph output nothing computes",
+        setup: |w| {
+            quantize_model(
+                w,
+                relu_model(|m| {
+                    let g = m.graph.as_mut().expect("graph");
+                    g.output.push(build::tensor_value("lost", build::FLOAT, &[1, 4]));
+                }),
+            )
+        },
+        expect: fails(&["`lost`", "is a graph output", "export it again"]),
+    },
+    Case {
+        name: "quantize: an input without element type",
+        setup: |w| {
+            quantize_model(
+                w,
+                relu_model(|m| m.graph.as_mut().expect("graph").input = vec![build::untyped_value("x")]),
+            )
+        },
+        expect: fails(&["`x`", "no element type"]),
+    },
+    Case {
+        name: "run: an input without shape",
+        setup: |w| {
+            w.write(
+                "m.onnx",
+                relu_model(|m| {
+                    let input = &mut m.graph.as_mut().expect("graph").input[0];
+                    if let Some(Value::TensorType(t)) = input.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+                        t.shape = None;
+                    }
+                }),
+            );
+            w.write("x.raw", f32_raw(&[1.0, -2.0, 3.0, -4.0]));
+            w.list("list.txt", &["x.raw"]);
+            args!["run", "--input_model", "m.onnx", "--input_list", "list.txt", "--output_dir", "out"]
+        },
+        expect: fails(&["`x`", "declares no shape", "--input_dimensions x="]),
+    },
+    Case {
+        name: "quantize: an initializer of an unknown element type",
+        setup: |w| {
+            let m = build::model(
+                13,
+                vec![build::node("Add", "add1", &["x", "w"], &["z"])],
+                vec![build::tensor_value("x", build::FLOAT, &[1, 4])],
+                vec![build::tensor_value("z", build::FLOAT, &[1, 4])],
+                vec![build::raw_tensor("w", 99, &[1, 4], vec![0; 16])],
+            );
+            w.write("m.onnx", ptq_onnx::encode(&m));
+            args![
+                "quantize",
+                "--input_model",
+                "m.onnx",
+                "--enable_float_fallback",
+                "--output_model",
+                "q.onnx"
+            ]
+        },
+        expect: fails(&["`w`", "element type 99", "export it again"]),
+    },
 ];
 
 /// Overrides and encodings files in every version ptq reads (0.6.1, 1.0.0, 2.0.0).
@@ -756,6 +839,42 @@ const ENCODINGS: &[Case] = &[
         },
         expect: fails(&["pwconv.weight", "2 per-channel encodings", "channels"]),
     },
+    Case {
+        name: "quantize: 2.0.0 zero point outside uint8",
+        setup: |w| {
+            quantize_with_overrides(
+                w,
+                &v2(r#""name": "input", "output_dtype": "uint8", "y_scale": 0.1, "y_zero_point": 300"#),
+            )
+        },
+        expect: fails(&["over.json", "`input`", "zero point 300", "[0, 255]"]),
+    },
+    Case {
+        name: "convert: 1.0.0 float entry at 8 bits",
+        setup: |w| convert_with_overrides(w, &v1(r#"{"name": "input", "dtype": "FLOAT", "bw": 8}"#)),
+        expect: fails(&["over.json", "`input`", "float bw 8", "16 or 32"]),
+    },
+    Case {
+        name: "quantize: a version that is a number",
+        setup: |w| quantize_with_overrides(w, r#"{"version": 1, "activation_encodings": []}"#),
+        expect: fails(&["over.json", "`version` must be a string"]),
+    },
+    Case {
+        name: "quantize: 1.0.0 entry without name",
+        setup: |w| quantize_with_overrides(w, &v1(r#"{"dtype": "INT", "bw": 8}"#)),
+        expect: fails(&["over.json", "entry 0 of `activation_encodings`", "no `name`"]),
+    },
+    Case {
+        name: "quantize: 1.0.0 symmetric with offset 5",
+        setup: |w| {
+            quantize_with_overrides(
+                w,
+                &v1(r#"{"name": "input", "dtype": "INT", "bw": 8, "is_sym": true,
+                        "scale": [0.1], "offset": [5]}"#),
+            )
+        },
+        expect: fails(&["over.json", "`input`", "offset 5", "-128"]),
+    },
 ];
 
 /// Flags: usage errors exit 2 and name the flag.
@@ -941,6 +1060,38 @@ const FLAGS: &[Case] = &[
         },
         expect: usage(&["--float_model", "--input_model"]),
     },
+    Case {
+        name: "quantize: --float_bias_bitwidth 8",
+        setup: |w| {
+            let mut args = quantize_digits(digits_list(w, 2));
+            args.extend(args!["--float_bias_bitwidth", "8"]);
+            args
+        },
+        expect: usage(&["--float_bias_bitwidth", "16, 32"]),
+    },
+    Case {
+        name: "quantize: --encoding_version 2.0.0",
+        setup: |w| {
+            let mut args = quantize_digits(digits_list(w, 2));
+            args.extend(args!["--encoding_version", "2.0.0", "--dump_encoding_json"]);
+            args
+        },
+        expect: usage(&["--encoding_version", "2.0.0", "1.0.0"]),
+    },
+    Case {
+        name: "evaluate: --top that is no number",
+        setup: |w| {
+            let mut args = evaluate_digits(digits_list(w, 2));
+            args.extend(args!["--top", "abc"]);
+            args
+        },
+        expect: usage(&["--top", "abc"]),
+    },
+    Case {
+        name: "inspect: --onnx_define_symbol with a value that is no number",
+        setup: |_| args!["inspect", model("minilm_l3"), "--onnx_define_symbol", "batch_size", "x"],
+        expect: fails(&["--onnx_define_symbol batch_size x", "whole number"]),
+    },
 ];
 
 /// Where outputs cannot go, and inputs that are not files.
@@ -1057,6 +1208,14 @@ const INTERRUPTS: &[Case] = &[
             args
         },
         expect: Expect::Interrupted { fifo: "late.npy" },
+    },
+    Case {
+        name: "convert: Ctrl-C while reading the model",
+        setup: |w| {
+            fifo(w, "m.onnx");
+            args!["convert", "--input_network", "m.onnx", "--output_path", "c.onnx"]
+        },
+        expect: Expect::Interrupted { fifo: "m.onnx" },
     },
 ];
 
