@@ -6,7 +6,6 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use ptq_pipeline::{Config, Data, Job, Model, Quantized, given};
 
-use crate::UsageError;
 use crate::cli::{ConvertArgs, ExportFormat};
 use crate::data_flags::shape_bindings;
 use crate::encodings_file::write_outputs;
@@ -14,16 +13,14 @@ use crate::ui::{Terminal, Ui};
 
 pub fn convert(args: &ConvertArgs, ui: &Ui) -> Result<()> {
     let start = Instant::now();
-    let same = match (args.output_path.canonicalize(), args.input_network.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => args.output_path == args.input_network,
-    };
-    if same {
-        bail!(UsageError(format!(
-            "--output_path {} is the input model; ptq never overwrites its input: choose another path",
-            args.output_path.display()
-        )));
-    }
+    crate::overwrite::check(
+        "--output_path",
+        std::slice::from_ref(&args.output_path),
+        &[
+            ("--input_network", Some(&args.input_network)),
+            ("--quantization_overrides", args.quantization_overrides.as_deref()),
+        ],
+    )?;
     // Found now, not when the finished model cannot be written.
     if args.output_path.is_dir() {
         bail!(

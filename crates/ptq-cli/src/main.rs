@@ -11,6 +11,7 @@ mod inspect;
 mod interrupt;
 mod names;
 mod output_dir;
+mod overwrite;
 mod plot;
 mod progress;
 mod quantize;

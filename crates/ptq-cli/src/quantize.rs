@@ -219,7 +219,7 @@ pub fn data_args(data: &DataArgs, settings: &QuantSettings, g: &Graph) -> Result
     Ok(data)
 }
 
-/// `<input stem>_quantized.onnx` beside the input, unless given; never the input itself.
+/// `<input stem>_quantized.onnx` beside the input, unless given.
 fn output_path(args: &QuantizeArgs) -> Result<PathBuf> {
     let out = match &args.output_model {
         Some(p) => p.clone(),
@@ -229,16 +229,6 @@ fn output_path(args: &QuantizeArgs) -> Result<PathBuf> {
             args.input_model.with_file_name(format!("{stem}_quantized.onnx"))
         }
     };
-    let same = match (out.canonicalize(), args.input_model.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => out == args.input_model,
-    };
-    if same {
-        bail!(UsageError(format!(
-            "--output_model {} is the input model; ptq never overwrites its input: choose another path",
-            out.display()
-        )));
-    }
     // Found now, not when the finished model cannot be written.
     if out.is_dir() {
         bail!("--output_model {} is a folder; give the path of the .onnx file to write", out.display());
@@ -303,6 +293,19 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
         );
     }
     let output = output_path(args)?;
+    let mut written = vec![output.clone(), report_path(&output)];
+    if args.dump_encoding_json {
+        written.push(encodings_path(&output));
+    }
+    crate::overwrite::check(
+        "--output_model",
+        &written,
+        &[
+            ("--input_model", Some(&args.input_model)),
+            ("--input_list", args.input_list.as_deref()),
+            ("--quantization_overrides", args.given.quantization_overrides.as_deref()),
+        ],
+    )?;
     let json_version = match args.encoding_version {
         EncodingVersion::V1_0_0 => JsonVersion::V1_0_0,
         EncodingVersion::V0_6_1 => JsonVersion::V0_6_1,
