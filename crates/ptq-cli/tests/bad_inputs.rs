@@ -929,7 +929,10 @@ const FLAGS: &[Case] = &[
             w.write("m.onnx", chain_model(&[("Relu", "relu1")]));
             args!["convert", "--input_network", "m.onnx", "--output_path", "./m.onnx"]
         },
-        expect: usage(&["--output_path", "m.onnx", "another path"]),
+        expect: usage(&[
+            "./m.onnx, written for --output_path, is the --input_network file",
+            "another --output_path",
+        ]),
     },
     Case {
         name: "evaluate: --quantization_overrides with --ignore_quantization_overrides",
@@ -1091,6 +1094,45 @@ const FLAGS: &[Case] = &[
         name: "inspect: --onnx_define_symbol with a value that is no number",
         setup: |_| args!["inspect", model("minilm_l3"), "--onnx_define_symbol", "batch_size", "x"],
         expect: fails(&["--onnx_define_symbol batch_size x", "whole number"]),
+    },
+    Case {
+        name: "quantize: --output_model is the input list",
+        setup: |w| quantize_digits_into(digits_list(w, 2), "list.txt"),
+        expect: usage(&["list.txt, written for --output_model, is the --input_list file"]),
+    },
+    Case {
+        name: "quantize: the dumped encodings would replace the overrides",
+        setup: |w| {
+            w.write("q_encoding.json", v1(r#"{"name": "input", "dtype": "INT", "bw": 16}"#));
+            let mut args = quantize_digits(digits_list(w, 2));
+            args.extend(args!["--quantization_overrides", "q_encoding.json", "--dump_encoding_json"]);
+            args
+        },
+        expect: usage(&["q_encoding.json, written for --output_model, is the --quantization_overrides file"]),
+    },
+    Case {
+        name: "quantize: the report would replace the input list",
+        setup: |w| {
+            w.list("q_report.json", &zoo_lines("digits_cnn", "eval.txt", 2));
+            quantize_digits("q_report.json")
+        },
+        expect: usage(&["q_report.json, written for --output_model, is the --input_list file"]),
+    },
+    Case {
+        name: "convert: the output is the overrides file",
+        setup: |w| {
+            w.write("over.json", v1(r#"{"name": "input", "dtype": "INT", "bw": 16}"#));
+            args![
+                "convert",
+                "--input_network",
+                model("digits_cnn"),
+                "--quantization_overrides",
+                "over.json",
+                "--output_path",
+                "over.json"
+            ]
+        },
+        expect: usage(&["over.json, written for --output_path, is the --quantization_overrides file"]),
     },
 ];
 
