@@ -648,6 +648,30 @@ const ONNX_FILES: &[Case] = &[
         },
         expect: fails(&["`w`", "element type 99", "export it again"]),
     },
+    Case {
+        name: "inspect: an empty model file",
+        setup: |w| {
+            w.write("m.onnx", b"");
+            args!["inspect", "m.onnx", "--json"]
+        },
+        expect: fails(&["m.onnx", "the file is empty", "pass a .onnx file"]),
+    },
+    Case {
+        name: "inspect: the model is a folder",
+        setup: |w| {
+            w.mkdir("m.onnx");
+            args!["inspect", "m.onnx"]
+        },
+        expect: fails(&["m.onnx", "Is a directory", "check the path"]),
+    },
+    Case {
+        name: "inspect: a model of a future opset",
+        setup: |w| {
+            w.write("m.onnx", relu_model(|m| m.opset_import = vec![build::opset("", 40)]));
+            args!["inspect", "m.onnx"]
+        },
+        expect: fails(&["m.onnx", "opset 40", "opset 28 or lower"]),
+    },
 ];
 
 /// Overrides and encodings files in every version ptq reads (0.6.1, 1.0.0, 2.0.0).
@@ -1256,6 +1280,14 @@ const INTERRUPTS: &[Case] = &[
         setup: |w| {
             fifo(w, "m.onnx");
             args!["convert", "--input_network", "m.onnx", "--output_path", "c.onnx"]
+        },
+        expect: Expect::Interrupted { fifo: "m.onnx" },
+    },
+    Case {
+        name: "inspect: Ctrl-C while reading the model",
+        setup: |w| {
+            fifo(w, "m.onnx");
+            args!["inspect", "m.onnx", "--json"]
         },
         expect: Expect::Interrupted { fifo: "m.onnx" },
     },
