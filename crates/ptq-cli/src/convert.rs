@@ -3,27 +3,17 @@
 
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use ptq_pipeline::{Config, Data, Job, Model, Quantized, given};
 
-use crate::UsageError;
 use crate::cli::{ConvertArgs, ExportFormat};
 use crate::data_flags::shape_bindings;
-use crate::encodings_file::write_outputs;
+use crate::encodings_file::{check_output_model, write_outputs};
 use crate::ui::{Terminal, Ui};
 
 pub fn convert(args: &ConvertArgs, ui: &Ui) -> Result<()> {
     let start = Instant::now();
-    let same = match (args.output_path.canonicalize(), args.input_network.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => args.output_path == args.input_network,
-    };
-    if same {
-        bail!(UsageError(format!(
-            "--output_path {} is the input model; ptq never overwrites its input: choose another path",
-            args.output_path.display()
-        )));
-    }
+    check_output_model("--output_path", &args.output_path, &args.input_network)?;
     let events = Terminal::new(ui);
     if args.export_format == ExportFormat::Stripped {
         let given = given::gather(Model::load(&args.input_network)?, None, true, &events)?;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use ptq_algos::{Fold, Smoothing};
 use ptq_onnx::proto::ModelProto;
 use ptq_pipeline::Config;
@@ -14,12 +14,39 @@ use ptq_quant::json::to_json;
 use ptq_quant::patterns::{Finding, Precision};
 use ptq_quant::{Encodings, Kind, MinMax};
 
+use crate::UsageError;
+use crate::summary::LeftFloat;
+
 pub fn render(encodings: &Encodings, config: &Config) -> Result<String> {
     Ok(to_json(encodings, &config.quantizer_args(), config.json_version)?)
 }
 
 /// Writes the model and its side files (encodings JSON, report) atomically; on failure nothing
 /// new is left behind.
+/// The model path `flag` names, checked before any work: never the input itself, and not a
+/// `.dlc` name (a qairt habit), since what is written there is an ONNX model.
+pub fn check_output_model(flag: &str, out: &Path, input: &Path) -> Result<()> {
+    let same = match (out.canonicalize(), input.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => out == input,
+    };
+    if same {
+        bail!(UsageError(format!(
+            "{flag} {} is the input model; ptq never overwrites its input: choose another path",
+            out.display()
+        )));
+    }
+    if out.extension().is_some_and(|e| e.eq_ignore_ascii_case("dlc")) {
+        bail!(UsageError(format!(
+            "{flag} {}: ptq writes a QDQ ONNX model, not a DLC (qairt-converter turns that model into \
+             one); name it {}",
+            out.display(),
+            out.with_extension("onnx").display()
+        )));
+    }
+    Ok(())
+}
+
 pub fn write_outputs(
     model: &ModelProto,
     source_dir: &Path,
@@ -60,6 +87,7 @@ pub struct Ranges<'a> {
 
 pub fn report(
     encodings: &Encodings,
+    left: &BTreeMap<String, LeftFloat>,
     folds: &[Fold],
     sqnr: &[OutputSqnr],
     ranges: &Ranges,
@@ -71,10 +99,9 @@ pub fn report(
     let sqnr_samples = sqnr.first().map_or(0, |s| s.samples);
     let mut tensors = serde_json::Map::new();
     let kind = |k: Kind| if k == Kind::Activation { "activation" } else { "param" };
-    let names: std::collections::BTreeSet<&String> =
-        encodings.tensors.keys().chain(encodings.floats.keys()).collect();
+    let names: std::collections::BTreeSet<&String> = encodings.tensors.keys().chain(left.keys()).collect();
     for name in names {
-        let entry = match (encodings.tensors.get(name), encodings.floats.get(name)) {
+        let entry = match (encodings.tensors.get(name), left.get(name)) {
             (Some(t), _) => {
                 let mut e = serde_json::json!({
                     "origin": t.encoding.origin.name(),
@@ -89,10 +116,10 @@ pub fn report(
                 e
             }
             (None, Some(f)) => serde_json::json!({
-                "origin": f.reason.name(),
+                "origin": f.origin,
                 "kind": kind(f.kind),
                 "dtype": "float",
-                "bitwidth": f.bitwidth,
+                "bitwidth": encodings.floats.get(name).map_or(32, |f| f.bitwidth),
             }),
             (None, None) => continue,
         };

@@ -15,7 +15,8 @@ use crate::cli::{
     DataArgs, EncodingVersion, GivenArgs, Legacy, MethodArg, QuantSettings, QuantizeArgs, SchemaArg,
 };
 use crate::data_flags::{read_options, shape_bindings};
-use crate::summary::Summary;
+use crate::encodings_file::check_output_model;
+use crate::summary::{Summary, left_floats};
 use crate::ui::{Terminal, Ui};
 
 fn schema(s: SchemaArg) -> Schema {
@@ -54,7 +55,7 @@ fn range_settings(args: &QuantSettings) -> Result<(RangeSetting, RangeSetting)> 
     let (current, legacy) = (given(&current), given(&legacy));
     if !current.is_empty() && !legacy.is_empty() {
         bail!(UsageError(format!(
-            "{} cannot be combined with {} (spec §1.1): the legacy quantizer flags set both the schema and the \
+            "{} cannot be combined with {}: the legacy quantizer flags set both the schema and the \
              calibration; use only the current flags",
             legacy.join(" and "),
             current.join(", ")
@@ -146,7 +147,7 @@ fn check_flags(args: &QuantizeArgs) -> Result<Option<PathBuf>> {
 pub fn check_given(given: &GivenArgs) -> Result<()> {
     if given.ignore_quantization_overrides && given.quantization_overrides.is_some() {
         bail!(UsageError(
-            "--quantization_overrides and --ignore_quantization_overrides cannot be used together (spec §1.1): \
+            "--quantization_overrides and --ignore_quantization_overrides cannot be used together: \
              give the overrides to use them, or drop them"
                 .into()
         ));
@@ -229,16 +230,7 @@ fn output_path(args: &QuantizeArgs) -> Result<PathBuf> {
             args.input_model.with_file_name(format!("{stem}_quantized.onnx"))
         }
     };
-    let same = match (out.canonicalize(), args.input_model.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => out == args.input_model,
-    };
-    if same {
-        bail!(UsageError(format!(
-            "--output_model {} is the input model; ptq never overwrites its input: choose another path",
-            out.display()
-        )));
-    }
+    check_output_model("--output_model", &out, &args.input_model)?;
     Ok(out)
 }
 
@@ -349,16 +341,17 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
         observed: &observed,
         chosen: &chosen,
     };
-    let report =
-        crate::encodings_file::report(encodings, &folds, &sqnr, &ranges, &patterns, &smoothed, &shares)?;
+    let left = left_floats(&model.graph, &layout, observed.keys(), &assignment);
+    let report = crate::encodings_file::report(
+        encodings, &left, &folds, &sqnr, &ranges, &patterns, &smoothed, &shares,
+    )?;
     let mut side = vec![(report_path(&output), report)];
     if let Some(json) = &json {
         side.push((encodings_path(&output), json.clone()));
     }
     crate::encodings_file::write_outputs(&qdq, model.dir(), &output, &side)?;
 
-    let mut summary =
-        Summary::new(&model.graph, &layout, observed.keys(), &assignment, sqnr, start.elapsed());
+    let mut summary = Summary::new(&layout, &left, &assignment, sqnr, start.elapsed());
     summary.set_folds(&folds);
     if list.is_some() {
         summary.set_ranges(&ranges);

@@ -110,7 +110,8 @@ fn partial_overrides_are_kept_and_the_rest_calibrated() {
         "param_encodings": [],
     });
     work.write("over.json", overrides.to_string());
-    work.quantize(&model("digits_cnn"), "q.onnx")
+    let run = work
+        .quantize(&model("digits_cnn"), "q.onnx")
         .args(["--dump_encoding_json", "--input_list"])
         .arg(&list)
         .arg("--quantization_overrides")
@@ -118,6 +119,7 @@ fn partial_overrides_are_kept_and_the_rest_calibrated() {
         .assert()
         .success()
         .stderr(contains("override"));
+    let summary = String::from_utf8_lossy(&run.get_output().stderr).into_owned();
     let got = work.json("q_encoding.json");
     let input = entry(&got, "input").unwrap();
     assert_eq!((input["bw"].as_u64(), input["offset"][0].as_i64()), (Some(16), Some(-1000)));
@@ -135,6 +137,11 @@ fn partial_overrides_are_kept_and_the_rest_calibrated() {
     assert_eq!(report["tensors"]["relu2_out"]["origin"], "float");
     assert_eq!(report["tensors"]["dwconv.weight"]["origin"], "float with its layer");
     assert_eq!(report["tensors"]["relu3_out"]["origin"], "calibrated");
+    // The summary's float count is the report's float entries: the 16-bit ones are among them,
+    // not counted again.
+    let floats = report["tensors"].as_object().unwrap().values().filter(|t| t["dtype"] == "float").count();
+    assert!(summary.contains(&format!("float      {floats} tensors left float")), "{floats}: {summary}");
+    assert!(summary.contains("of them run at 16 bit (Cast pairs)"), "{summary}");
     // A tensor nobody overrode is calibrated exactly as before.
     assert_eq!(entry(&got, "relu3_out"), entry(&plain, "relu3_out"));
 }

@@ -167,6 +167,26 @@ fn the_output_may_not_be_the_input() {
     assert!(fs::read(&copy).unwrap() == before, "the input changed");
 }
 
+/// qairt scripts name the output `.dlc`; what ptq writes there is ONNX, so it asks for an ONNX
+/// name instead of writing an ONNX file that claims to be a DLC.
+#[test]
+fn output_dlc_named_dlc_is_a_usage_error() {
+    let mut work = Work::new();
+    let list = work.list("calib.txt", &zoo_lines("digits_cnn", "calib.txt", 4));
+    let mut cmd = work.ptq();
+    cmd.arg("quantize").arg("--input_model").arg(model("digits_cnn")).arg("--input_list").arg(&list);
+    cmd.arg("--output_dlc").arg(work.path("q.dlc"));
+    cmd.assert()
+        .code(2)
+        .stderr(contains("--output_model").and(contains("not a DLC")).and(contains("q.onnx")));
+    work.assert_nothing_written();
+    let mut convert = work.ptq();
+    convert.arg("convert").arg("--input_network").arg(model("digits_cnn"));
+    convert.arg("--output_path").arg(work.path("c.DLC"));
+    convert.assert().code(2).stderr(contains("--output_path").and(contains("not a DLC")));
+    work.assert_nothing_written();
+}
+
 #[test]
 fn a_failed_run_writes_nothing() {
     let mut work = Work::new();

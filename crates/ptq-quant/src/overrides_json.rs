@@ -65,7 +65,7 @@ pub enum OverridesError {
     /// A per-channel encoding whose channel count is not the tensor's ([`check_names`]).
     #[error(
         "overrides: tensor `{tensor}` has {given} per-channel encodings, but the tensor has {channels} \
-         channels along axis {axis}; give one encoding per output channel (spec §4.4)"
+         channels along axis {axis}; give one encoding per output channel"
     )]
     ChannelCount { tensor: String, axis: usize, given: usize, channels: usize },
 }
@@ -305,7 +305,8 @@ impl Reader {
         let flat = root.get("encodings");
         if major == Some(2) || flat.is_some() {
             let Some(flat) = flat else {
-                return Err(self.format_err("version 2.x needs an `encodings` list (spec §4.3)"));
+                return Err(self
+                    .format_err("version 2.x needs an `encodings` list of {name, output_dtype, …} entries"));
             };
             if let Some(m @ 0..=1) = major {
                 return Err(self.format_err(format!(
@@ -536,7 +537,7 @@ impl Reader {
         if computed.scales != exact.scales || computed.qnn_offset(0) != exact.qnn_offset(0) {
             self.warn(format_args!(
                 "{}: scale {} and offset {} disagree with min {lo} and max {hi}; recomputed from \
-                 min/max as QNN does (spec §4.4): scale {}, offset {}",
+                 min/max as QNN does: scale {}, offset {}",
                 ctx.describe(),
                 exact.scales[0],
                 exact.qnn_offset(0),
@@ -791,7 +792,10 @@ impl Reader {
             Some(Value::String(s)) => s.to_ascii_lowercase(),
             Some(other) => return Err(self.type_err(ctx.describe(), "output_dtype", "a string", other)),
             None => {
-                return Err(self.entry_err(&ctx, "no `output_dtype` (int8, uint8, int16, … as in spec §4.3)"));
+                return Err(self.entry_err(
+                    &ctx,
+                    "no `output_dtype`: give one, e.g. `uint8`, `int8`, `int16` or `float32`",
+                ));
             }
         };
         let (bitwidth, signed) = match dtype.as_str() {
