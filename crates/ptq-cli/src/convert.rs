@@ -21,7 +21,7 @@ pub fn convert(args: &ConvertArgs, ui: &Ui) -> Result<()> {
         ui.info(&format!(
             "ptq convert: wrote the float model {} ({} encodings dropped) in {:.2} s",
             args.output_path.display(),
-            given.from_model,
+            given.dropped,
             start.elapsed().as_secs_f64()
         ));
         return Ok(());

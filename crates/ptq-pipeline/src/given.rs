@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use ptq_ir::Graph;
+use ptq_ir::{Graph, Patch};
+use ptq_onnx::build::node;
 use ptq_quant::overrides_json::{check_names, parse_overrides_with_warnings};
 use ptq_quant::{Given as GivenKind, GivenEncodings};
 
@@ -18,6 +19,10 @@ pub struct Given {
     pub encodings: GivenEncodings,
     /// How many came from the model itself.
     pub from_model: usize,
+    /// With `ignore`: how many the model carried and were dropped.
+    pub dropped: usize,
+    /// With `ignore`: the tensors given a Relu again (see [`restore_relus`]).
+    pub restored_relus: Vec<String>,
 }
 
 /// Reads what `model` carries and what `overrides` adds; with `ignore`, keeps only the float
@@ -33,7 +38,18 @@ pub fn gather(model: Model, overrides: Option<&Path>, ignore: bool, events: &dyn
         (model, GivenEncodings::new())
     };
     if ignore {
-        return Ok(Given { model, encodings: GivenEncodings::new(), from_model: 0 });
+        let (model, restored_relus) = restore_relus(model, &encodings)?;
+        let dropped = encodings.len();
+        if !restored_relus.is_empty() {
+            let names: Vec<String> = restored_relus.iter().map(|t| format!("`{t}`")).collect();
+            events.warn(&format!(
+                "{} of the {dropped} dropped encodings clamped a layer's output at 0 (onnxruntime removes the \
+                 Relu there): a Relu is put back on {}",
+                names.len(),
+                names.join(", ")
+            ));
+        }
+        return Ok(Given { model, encodings: GivenEncodings::new(), from_model: 0, dropped, restored_relus });
     }
     let from_model = encodings.len();
     if let Some(path) = overrides {
@@ -46,7 +62,56 @@ pub fn gather(model: Model, overrides: Option<&Path>, ignore: bool, events: &dyn
         // Overrides win over the model's own encodings (spec §1.1).
         encodings.extend(file);
     }
-    Ok(Given { model, encodings, from_model })
+    Ok(Given { model, encodings, from_model, dropped: 0, restored_relus: Vec::new() })
+}
+
+/// Ops whose output a Relu commonly follows and can go negative.
+const CAN_GO_NEGATIVE: [&str; 9] = [
+    "Conv",
+    "ConvTranspose",
+    "Gemm",
+    "MatMul",
+    "Add",
+    "Sub",
+    "BatchNormalization",
+    "InstanceNormalization",
+    "LayerNormalization",
+];
+
+/// onnxruntime's quantizer removes a Relu (or Clip) after a layer and lets the QuantizeLinear on
+/// the layer's output do the clamping: its grid starts at exactly 0 (zero point at the lowest
+/// integer). Dropping such a pair would let the negatives through, so where a dropped encoding's
+/// grid starts at 0 on the output of a layer that can go negative, a Relu comes back: the layer
+/// writes `<t>_unclamped` and the Relu writes `t`. (A Clip's upper bound is not recoverable: the
+/// grid's top is where calibration saw the values end.)
+fn restore_relus(model: Model, dropped: &GivenEncodings) -> Result<(Model, Vec<String>)> {
+    let graph = &model.graph;
+    let clamps_at_zero = |g: &GivenKind| match g {
+        GivenKind::Fixed(e) => e.axis.is_none() && e.zero_points.first() == Some(&e.grid().0),
+        _ => false,
+    };
+    let mut patch = Patch::new();
+    let mut restored = Vec::new();
+    for (name, g) in dropped {
+        let Some(producer) = graph.producer(name) else { continue };
+        if !clamps_at_zero(&g.given) || !CAN_GO_NEGATIVE.contains(&producer.op_type.as_str()) {
+            continue;
+        }
+        let slot = producer.outputs.iter().position(|o| o == name).expect("the producer writes it");
+        let unclamped = format!("{name}_unclamped");
+        patch.set_output(producer.index, slot, &unclamped);
+        patch.insert_after(
+            Some(producer.index),
+            node("Relu", &format!("{name}_relu"), &[&unclamped], &[name]),
+        );
+        restored.push(name.clone());
+    }
+    if restored.is_empty() {
+        return Ok((model, restored));
+    }
+    let mut loaded = model.loaded.clone();
+    loaded.model = patch.apply(&loaded.model)?;
+    Ok((Model::new(loaded)?, restored))
 }
 
 /// Checks the given names against the model as the user knows it (`original`) and as ptq
