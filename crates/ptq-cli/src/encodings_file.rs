@@ -85,16 +85,22 @@ pub struct Ranges<'a> {
     pub chosen: &'a BTreeMap<String, MinMax>,
 }
 
+/// What the report holds besides the encodings and the ranges.
+pub struct Findings<'a> {
+    pub left_float: &'a BTreeMap<String, LeftFloat>,
+    pub folds: &'a [Fold],
+    pub patterns: &'a [Finding],
+    pub smoothed: &'a [Smoothing],
+    pub shares: &'a Shares,
+}
+
 pub fn report(
     encodings: &Encodings,
-    left: &BTreeMap<String, LeftFloat>,
-    folds: &[Fold],
     sqnr: &[OutputSqnr],
     ranges: &Ranges,
-    patterns: &[Finding],
-    smoothed: &[Smoothing],
-    shares: &Shares,
+    findings: &Findings,
 ) -> Result<String> {
+    let Findings { left_float: left, folds, patterns, smoothed, shares } = findings;
     // How many samples, spread over the list, the SQNR was measured on (none in float fallback).
     let sqnr_samples = sqnr.first().map_or(0, |s| s.samples);
     let mut tensors = serde_json::Map::new();

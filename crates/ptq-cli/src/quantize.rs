@@ -342,9 +342,14 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
         chosen: &chosen,
     };
     let left = left_floats(&model.graph, &layout, observed.keys(), &assignment);
-    let report = crate::encodings_file::report(
-        encodings, &left, &folds, &sqnr, &ranges, &patterns, &smoothed, &shares,
-    )?;
+    let findings = crate::encodings_file::Findings {
+        left_float: &left,
+        folds: &folds,
+        patterns: &patterns,
+        smoothed: &smoothed,
+        shares: &shares,
+    };
+    let report = crate::encodings_file::report(encodings, &sqnr, &ranges, &findings)?;
     let mut side = vec![(report_path(&output), report)];
     if let Some(json) = &json {
         side.push((encodings_path(&output), json.clone()));
