@@ -301,3 +301,63 @@ fn stripping_restores_the_relu_onnxruntime_fused_into_a_quantize_range() {
     let kinds: Vec<&str> = nodes.iter().map(|(op, _)| op.as_str()).collect();
     assert_eq!(kinds, ["MatMul", "Relu", "Add"], "{nodes:?}");
 }
+
+/// `convert` keeps given encodings and leaves the rest float; a weight given alone sits in a
+/// layer whose output stays float, so the layer runs float and the weight's encoding goes —
+/// now said, naming the weight, the layer and what to give.
+#[test]
+fn convert_says_when_a_given_weight_encoding_is_dropped_with_its_float_layer() {
+    let mut work = Work::new();
+    let overrides = json!({
+        "version": "1.0.0",
+        "activation_encodings": [],
+        "param_encodings": [
+            {"name": "pwconv.weight", "dtype": "INT", "enc_type": "PER_TENSOR", "is_sym": true, "bw": 8,
+             "scale": [0.01], "offset": [-128]},
+        ],
+    });
+    work.write("over.json", overrides.to_string());
+    work.ptq()
+        .args(["convert", "--input_network"])
+        .arg(model("digits_cnn"))
+        .arg("--quantization_overrides")
+        .arg(work.path("over.json"))
+        .arg("--output_path")
+        .arg(work.path("c.onnx"))
+        .assert()
+        .success()
+        .stderr(contains("`pwconv.weight`'s given encoding is dropped").and(contains("give `")));
+}
+
+/// A given encoding that clips more than 1 % of its tensor's values is named with the share; a
+/// weight whose BatchNormalization was folded is told to give the folded weights' encoding (an
+/// encoding for the unfolded `conv1.weight` clipped the folded one to −3.8 dB without a word).
+#[test]
+fn given_encodings_that_clip_are_named_with_the_share() {
+    let mut work = Work::new();
+    let list = calib(&mut work);
+    let overrides = json!({
+        "version": "1.0.0",
+        "activation_encodings": [
+            {"name": "relu3_out", "dtype": "INT", "enc_type": "PER_TENSOR", "is_sym": false, "bw": 8,
+             "scale": [0.001], "offset": [0]},
+        ],
+        "param_encodings": [
+            {"name": "conv1.weight", "dtype": "INT", "enc_type": "PER_TENSOR", "is_sym": true, "bw": 8,
+             "scale": [0.001], "offset": [-128]},
+        ],
+    });
+    work.write("over.json", overrides.to_string());
+    work.quantize(&model("digits_cnn"), "q.onnx")
+        .arg("--input_list")
+        .arg(&list)
+        .arg("--quantization_overrides")
+        .arg(work.path("over.json"))
+        .assert()
+        .success()
+        .stderr(
+            contains("the given encoding of `conv1.weight` clips")
+                .and(contains("BatchNormalization `bn1` was folded into `conv1`"))
+                .and(contains("the given encoding of `relu3_out` clips")),
+        );
+}

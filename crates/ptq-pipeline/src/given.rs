@@ -1,14 +1,14 @@
 //! Encodings given to ptq rather than calibrated: the model's own QDQ nodes (QAT) and an
 //! overrides file — read, checked against the model, and merged (overrides win, spec §1.1).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use ptq_ir::{Graph, Patch};
 use ptq_onnx::build::node;
 use ptq_quant::overrides_json::{check_names, parse_overrides_with_warnings};
-use ptq_quant::{Given as GivenKind, GivenEncodings};
+use ptq_quant::{Encodings, Given as GivenKind, GivenEncodings, Histogram, Origin, clipped_values};
 
 use crate::Events;
 use crate::model::Model;
@@ -155,4 +155,43 @@ pub fn check(
 /// DESIGN.md Decision 9's float-16 marks: `<T>_ptq_fp16_cast` / `<T>_ptq_fp16_uncast` nodes.
 fn has_fp16_pairs(model: &Model) -> bool {
     model.graph.nodes().any(|n| n.op_type == "Cast" && n.name.ends_with("_ptq_fp16_cast"))
+}
+
+/// A given encoding that clips more than this share of its tensor's values gets a warning.
+const CLIP_WARNING_SHARE: f64 = 0.01;
+
+/// Given encodings that clip more than [`CLIP_WARNING_SHARE`] of their tensor's values, with
+/// the share: constants counted value by value (after folding: a weight's encoding must cover
+/// the folded values), activations from calibration's histograms when there are some.
+pub fn clipping(
+    graph: &Graph,
+    encodings: &Encodings,
+    histograms: Option<&BTreeMap<String, Histogram>>,
+) -> Result<Vec<(String, f64)>> {
+    let mut found = Vec::new();
+    for (name, t) in &encodings.tensors {
+        let e = &t.encoding;
+        if !matches!(e.origin, Origin::Override | Origin::Qat) {
+            continue;
+        }
+        let share = match graph.tensor(name) {
+            Some(info) if info.is_constant() => {
+                let tensor = graph.constant(name)?;
+                let Some(values) = tensor.to_f32() else { continue };
+                clipped_values(e, &values, &tensor.shape) as f64 / values.len().max(1) as f64
+            }
+            _ => match histograms.and_then(|h| h.get(name)) {
+                Some(h) if !e.is_per_channel() => {
+                    let (lo, hi) = e.min_max(0);
+                    let half = 0.5 * f64::from(e.scales[0]);
+                    h.share_outside(lo - half, hi + half)
+                }
+                _ => continue,
+            },
+        };
+        if share > CLIP_WARNING_SHARE {
+            found.push((name.clone(), share));
+        }
+    }
+    Ok(found)
 }

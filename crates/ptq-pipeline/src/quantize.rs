@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
-use ptq_algos::{Fold, Smoothing};
+use ptq_algos::{Fold, Follower, Smoothing};
 use ptq_data::{ReadOptions, ShapeBindings};
 use ptq_export::qdq_model;
 use ptq_ir::Graph;
@@ -146,6 +146,7 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
             };
             let assignment =
                 assign(&model.graph, &layout, &ranges, &config.quant, &given.encodings, Mode::Calibrate)?;
+            warn_clipping(&model.graph, &assignment, histograms.as_ref(), &folds, events)?;
             let t = Instant::now();
             let sqnr = measure_sqnr(&model, &samples.pick(&measured), &assignment.encodings, &reference)?;
             events.timed("simulate for SQNR", t.elapsed());
@@ -162,12 +163,19 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
                 &given.encodings,
                 Mode::FloatFallback,
             )?;
+            warn_clipping(&model.graph, &assignment, None, &folds, events)?;
             (assignment, observed, BTreeMap::new(), Vec::new(), Vec::new(), inputs)
         }
     };
     let shapes = ptq_engine::tensor_shapes(&model.bytes, model.dir(), &inputs)?;
     let shares = shares(&model.graph, &shapes, &assignment.encodings, &observed);
     let qdq = qdq_model(&model.loaded.model, &model.graph, &assignment.encodings)?;
+    for (tensor, layer, float) in &assignment.dropped_given {
+        events.warn(&format!(
+            "`{tensor}`'s given encoding is dropped: its layer `{layer}` runs float because `{float}` is float \
+             (a Conv/Gemm/MatMul is quantized or float as a whole); give `{float}` an encoding to keep it"
+        ));
+    }
     for (kept, other) in &assignment.conflicts {
         events.warn(&format!(
             "`{other}` keeps its given encoding, which differs from `{kept}`'s that the tensors around it share"
@@ -189,4 +197,36 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
         patterns: found,
         shares,
     })
+}
+
+/// Says which given encodings clip more than 1 % of their tensor's values; for a weight whose
+/// layer took a folded BatchNormalization, that the encoding must be for the folded weights.
+fn warn_clipping(
+    graph: &Graph,
+    assignment: &Assignment,
+    histograms: Option<&BTreeMap<String, Histogram>>,
+    folds: &[Fold],
+    events: &dyn Events,
+) -> Result<()> {
+    for (tensor, share) in given::clipping(graph, &assignment.encodings, histograms)? {
+        let layer =
+            graph.consumers(&tensor).find(|n| n.inputs.get(1) == Some(&tensor)).map(|n| n.display_name());
+        let folded: Vec<&str> = folds
+            .iter()
+            .filter(|f| Some(&f.layer) == layer.as_ref() && f.kind == Follower::BatchNormalization)
+            .map(|f| f.follower.as_str())
+            .collect();
+        let why = match (folded.first(), &layer) {
+            (Some(bn), Some(layer)) => format!(
+                " (BatchNormalization `{bn}` was folded into `{layer}`: give the encoding of the folded weights, \
+                 or fold the model before computing it)"
+            ),
+            _ => String::new(),
+        };
+        events.warn(&format!(
+            "the given encoding of `{tensor}` clips {:.1} % of its values{why}",
+            100.0 * share
+        ));
+    }
+    Ok(())
 }

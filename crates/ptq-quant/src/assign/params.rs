@@ -52,6 +52,22 @@ pub(super) fn fit_weight_to_bias(
     changed
 }
 
+/// How many of a constant's `values` (of `shape`) `e` clips: further than half a step past the
+/// ends of their channel's grid.
+pub fn clipped_values(e: &Encoding, values: &[f32], shape: &[usize]) -> usize {
+    let clipped = |c: usize, values: &[f32]| {
+        let (lo, hi) = e.min_max(c);
+        let half = 0.5 * f64::from(e.scales[c]);
+        values.iter().filter(|&&v| f64::from(v) < lo - half || f64::from(v) > hi + half).count()
+    };
+    match e.axis.filter(|&a| a < shape.len() && shape[a] == e.scales.len()) {
+        Some(axis) => {
+            channel_values(values, shape, axis).iter().enumerate().map(|(c, v)| clipped(c, v)).sum()
+        }
+        None => clipped(0, values),
+    }
+}
+
 /// The values of each slice along `axis` of a C-order tensor.
 pub(super) fn channel_values(values: &[f32], shape: &[usize], axis: usize) -> Vec<Vec<f32>> {
     let channels = shape[axis];
