@@ -101,8 +101,10 @@ pub fn report(
     findings: &Findings,
 ) -> Result<String> {
     let Findings { left_float: left, folds, patterns, smoothed, shares } = findings;
-    // How many samples, spread over the list, the SQNR was measured on (none in float fallback).
+    // How many samples the SQNR was measured on, and which list they came from (none in float
+    // fallback).
     let sqnr_samples = sqnr.first().map_or(0, |s| s.samples);
+    let sqnr_list = sqnr.first().map(|s| if s.eval_list { "eval_list" } else { "input_list" });
     let mut tensors = serde_json::Map::new();
     let kind = |k: Kind| if k == Kind::Activation { "activation" } else { "param" };
     let names: std::collections::BTreeSet<&String> = encodings.tensors.keys().chain(left.keys()).collect();
@@ -197,6 +199,7 @@ pub fn report(
         "precision": precision,
         "sqnr_db": sqnr,
         "sqnr_samples": sqnr_samples,
+        "sqnr_list": sqnr_list,
     });
     Ok(serde_json::to_string_pretty(&doc)? + "\n")
 }

@@ -77,7 +77,7 @@ pub fn evaluate(args: &EvaluateArgs, ui: &Ui) -> Result<()> {
                 overrides: args.given.quantization_overrides.as_deref(),
                 ignore_given: args.given.ignore_quantization_overrides,
                 allow_unknown_names: args.given.allow_unknown_override_names,
-                data: Data::Calibrate { list: calibration, read: &read },
+                data: Data::Calibrate { list: calibration, read: &read, eval: None },
             };
             let quantized = ptq_pipeline::quantize(&config, &job, &events)?;
             let pair = Pair::simulated(quantized.model, &quantized.assignment.encodings)?;

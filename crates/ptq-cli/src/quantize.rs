@@ -305,7 +305,7 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
         ignore_given: args.given.ignore_quantization_overrides,
         allow_unknown_names: args.given.allow_unknown_override_names,
         data: match &list {
-            Some(list) => Data::Calibrate { list, read: &read },
+            Some(list) => Data::Calibrate { list, read: &read, eval: args.eval_list.as_deref() },
             None => Data::FloatFallback { shapes: &shapes },
         },
     };

@@ -231,13 +231,16 @@ impl Summary {
         }
         for s in &self.sqnr {
             let note = if s.quantized { "" } else { " (float output)" };
-            lines.push(format!(
-                "  SQNR       {}: {:.2} dB vs float on {} sample{} spread over the list{note}",
-                s.name,
-                s.db,
-                s.samples,
-                if s.samples == 1 { "" } else { "s" }
-            ));
+            let plural = if s.samples == 1 { "" } else { "s" };
+            let over = match (s.eval_list, s.samples < s.of) {
+                (true, _) => format!("all {} sample{plural} of --eval_list", s.samples),
+                (false, true) => format!(
+                    "{} of the {} samples, spread over --input_list (--eval_list measures every sample of a list)",
+                    s.samples, s.of
+                ),
+                (false, false) => format!("all {} sample{plural} of --input_list", s.samples),
+            };
+            lines.push(format!("  SQNR       {}: {:.2} dB vs float on {over}{note}", s.name, s.db));
         }
         lines.join("\n")
     }
