@@ -166,6 +166,18 @@ mod tests {
         e
     }
 
+    /// Per channel, a value clips when it lies more than half a step past its channel's grid:
+    /// channel 1's grid of ±1.27 clips 3, channel 0's of ±12.7 none.
+    #[test]
+    fn clipped_values_counts_per_channel_past_half_a_step() {
+        let spec = QuantSpec::new(8, Schema::Symmetric);
+        let e = Encoding::from_ranges(&[(-12.8, 12.7), (-1.28, 1.27)], 0, &spec, Origin::Override);
+        let values = [5.0, -12.0, 0.0, 1.27, 1.274, 1.3, -1.5, 9.0];
+        assert_eq!(clipped_values(&e, &values, &[2, 4]), 3);
+        let whole = Encoding::from_range(-1.28, 1.27, &spec, Origin::Override);
+        assert_eq!(clipped_values(&whole, &values, &[2, 4]), 5);
+    }
+
     /// A channel whose weights are ~1e-9 gets a scale so small that its bias cannot be an int32
     /// at s_in·s_w; `--adjust_bias_encoding` widens just that channel until it fits.
     #[test]
