@@ -347,7 +347,18 @@ fn producer_constants(
             let c = match (constant(a), constant(b)) {
                 (false, true) => b,
                 (true, false) => a,
-                _ => return Ok(None),
+                // A product of two computed tensors (GELU's `x·0.5 · (1 + erf(·))`): dividing
+                // either factor divides it, so a factor only this Mul reads passes `1/s` on to
+                // its own producer's constants.
+                (false, false) => {
+                    for factor in [a, b] {
+                        if let Some(divided) = factor_constants(graph, producer, factor, channels, keep)? {
+                            return Ok(Some(divided));
+                        }
+                    }
+                    return Ok(None);
+                }
+                (true, true) => return Ok(None),
             };
             if !owned_constant(graph, c, producer.index, keep) || !per_channel(c)? {
                 return Ok(None);
@@ -356,6 +367,30 @@ fn producer_constants(
         }
         _ => Ok(None),
     }
+}
+
+/// The constants that divide `factor`, an input of the Mul `product`, by `s` exactly: when
+/// `factor` is only that Mul's (once), no graph output, carries no given encoding, and its
+/// producer can take `1/s` itself.
+fn factor_constants(
+    graph: &Graph,
+    product: &Node,
+    factor: &str,
+    channels: usize,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Option<Vec<String>>, Error> {
+    let Some(Source::Node(q)) = graph.tensor(factor).map(|t| t.source) else { return Ok(None) };
+    let inner = graph.node(q);
+    let owned = !keep(factor)
+        && !graph.outputs.iter().any(|o| o == factor)
+        && inner.outputs.first().map(String::as_str) == Some(factor)
+        && is_default_domain(inner)
+        && graph.consumers(factor).all(|n| n.index == product.index)
+        && product.inputs.iter().filter(|i| i.as_str() == factor).count() == 1;
+    if !owned {
+        return Ok(None);
+    }
+    producer_constants(graph, inner, factor, channels, keep)
 }
 
 /// A constant that only node `reader` reads (once), that is no graph output and carries no

@@ -215,6 +215,10 @@ pub struct QuantizeArgs {
     /// Calibration samples, one per line (qnn-net-run syntax).
     #[arg(long, value_name = "FILE")]
     pub input_list: Option<PathBuf>,
+    /// Measure the closing SQNR on every sample of this list (same syntax as --input_list)
+    /// instead of on 16 samples spread over --input_list.
+    #[arg(long, value_name = "FILE", requires = "input_list")]
+    pub eval_list: Option<PathBuf>,
     /// No calibration: propagate the encodings the model carries (QDQ nodes, overrides) across
     /// data-invariant ops and leave every other tensor float (not together with --input_list).
     #[arg(long, visible_alias = "float_fallback")]

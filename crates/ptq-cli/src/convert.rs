@@ -3,12 +3,12 @@
 
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use ptq_pipeline::{Config, Data, Job, Model, Quantized, given};
 
 use crate::cli::{ConvertArgs, ExportFormat};
 use crate::data_flags::shape_bindings;
-use crate::encodings_file::write_outputs;
+use crate::encodings_file::{check_output_model, write_outputs};
 use crate::ui::{Terminal, Ui};
 
 pub fn convert(args: &ConvertArgs, ui: &Ui) -> Result<()> {
@@ -21,13 +21,7 @@ pub fn convert(args: &ConvertArgs, ui: &Ui) -> Result<()> {
             ("--quantization_overrides", args.quantization_overrides.as_deref()),
         ],
     )?;
-    // Found now, not when the finished model cannot be written.
-    if args.output_path.is_dir() {
-        bail!(
-            "--output_path {} is a folder; give the path of the .onnx file to write",
-            args.output_path.display()
-        );
-    }
+    check_output_model("--output_path", &args.output_path)?;
     let events = Terminal::new(ui);
     if args.export_format == ExportFormat::Stripped {
         let given = given::gather(Model::load(&args.input_network)?, None, true, &events)?;
@@ -35,7 +29,7 @@ pub fn convert(args: &ConvertArgs, ui: &Ui) -> Result<()> {
         ui.info(&format!(
             "ptq convert: wrote the float model {} ({} encodings dropped) in {:.2} s",
             args.output_path.display(),
-            given.from_model,
+            given.dropped,
             start.elapsed().as_secs_f64()
         ));
         return Ok(());

@@ -1,6 +1,7 @@
 //! The data flags as the pipeline's reading options.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use anyhow::{Result, bail};
 use ptq_data::{ReadOptions, ShapeBindings, parse_input_dimensions};
@@ -38,4 +39,15 @@ pub fn shape_bindings(args: &ShapeArgs) -> Result<ShapeBindings> {
     }
     shapes.batch = args.onnx_override_batch.map(|b| b as usize);
     Ok(shapes)
+}
+
+/// `--eval_list` is read only after calibration (or quantizing in memory): a path that cannot be
+/// the list fails first, naming this flag (the list reader's own message names --input_list).
+pub fn check_eval_list(list: Option<&Path>) -> Result<()> {
+    let Some(list) = list else { return Ok(()) };
+    match std::fs::metadata(list) {
+        Err(e) => bail!("cannot read --eval_list {}: {e}; check the path", list.display()),
+        Ok(m) if m.is_dir() => bail!("--eval_list {} is a folder; give the input list file", list.display()),
+        Ok(_) => Ok(()),
+    }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use ptq_algos::{Fold, Smoothing};
 use ptq_onnx::proto::ModelProto;
 use ptq_pipeline::Config;
@@ -14,12 +14,33 @@ use ptq_quant::json::to_json;
 use ptq_quant::patterns::{Finding, Precision};
 use ptq_quant::{Encodings, Kind, MinMax};
 
+use crate::UsageError;
+use crate::summary::LeftFloat;
+
 pub fn render(encodings: &Encodings, config: &Config) -> Result<String> {
     Ok(to_json(encodings, &config.quantizer_args(), config.json_version)?)
 }
 
 /// Writes the model and its side files (encodings JSON, report) atomically; on failure nothing
 /// new is left behind.
+/// The model path `flag` names, checked before any work (that it overwrites no input is
+/// [`crate::overwrite::check`]'s): not a folder, and not a `.dlc` name (a qairt habit), since what
+/// is written there is an ONNX model.
+pub fn check_output_model(flag: &str, out: &Path) -> Result<()> {
+    if out.is_dir() {
+        bail!("{flag} {} is a folder; give the path of the .onnx file to write", out.display());
+    }
+    if out.extension().is_some_and(|e| e.eq_ignore_ascii_case("dlc")) {
+        bail!(UsageError(format!(
+            "{flag} {}: ptq writes a QDQ ONNX model, not a DLC (qairt-converter turns that model into \
+             one); name it {}",
+            out.display(),
+            out.with_extension("onnx").display()
+        )));
+    }
+    Ok(())
+}
+
 pub fn write_outputs(
     model: &ModelProto,
     source_dir: &Path,
@@ -58,23 +79,31 @@ pub struct Ranges<'a> {
     pub chosen: &'a BTreeMap<String, MinMax>,
 }
 
+/// What the report holds besides the encodings and the ranges.
+pub struct Findings<'a> {
+    pub left_float: &'a BTreeMap<String, LeftFloat>,
+    pub folds: &'a [Fold],
+    pub patterns: &'a [Finding],
+    pub smoothed: &'a [Smoothing],
+    pub shares: &'a Shares,
+}
+
 pub fn report(
     encodings: &Encodings,
-    folds: &[Fold],
     sqnr: &[OutputSqnr],
     ranges: &Ranges,
-    patterns: &[Finding],
-    smoothed: &[Smoothing],
-    shares: &Shares,
+    findings: &Findings,
 ) -> Result<String> {
-    // How many samples, spread over the list, the SQNR was measured on (none in float fallback).
+    let Findings { left_float: left, folds, patterns, smoothed, shares } = findings;
+    // How many samples the SQNR was measured on, and which list they came from (none in float
+    // fallback).
     let sqnr_samples = sqnr.first().map_or(0, |s| s.samples);
+    let sqnr_list = sqnr.first().map(|s| if s.eval_list { "eval_list" } else { "input_list" });
     let mut tensors = serde_json::Map::new();
     let kind = |k: Kind| if k == Kind::Activation { "activation" } else { "param" };
-    let names: std::collections::BTreeSet<&String> =
-        encodings.tensors.keys().chain(encodings.floats.keys()).collect();
+    let names: std::collections::BTreeSet<&String> = encodings.tensors.keys().chain(left.keys()).collect();
     for name in names {
-        let entry = match (encodings.tensors.get(name), encodings.floats.get(name)) {
+        let entry = match (encodings.tensors.get(name), left.get(name)) {
             (Some(t), _) => {
                 let mut e = serde_json::json!({
                     "origin": t.encoding.origin.name(),
@@ -89,10 +118,10 @@ pub fn report(
                 e
             }
             (None, Some(f)) => serde_json::json!({
-                "origin": f.reason.name(),
+                "origin": f.origin,
                 "kind": kind(f.kind),
                 "dtype": "float",
-                "bitwidth": f.bitwidth,
+                "bitwidth": encodings.floats.get(name).map_or(32, |f| f.bitwidth),
             }),
             (None, None) => continue,
         };
@@ -164,6 +193,7 @@ pub fn report(
         "precision": precision,
         "sqnr_db": sqnr,
         "sqnr_samples": sqnr_samples,
+        "sqnr_list": sqnr_list,
     });
     Ok(serde_json::to_string_pretty(&doc)? + "\n")
 }

@@ -12,7 +12,7 @@ use ptq_quant::json::JsonVersion;
 
 use crate::UsageError;
 use crate::cli::EvaluateArgs;
-use crate::data_flags::read_options;
+use crate::data_flags::{check_eval_list, read_options};
 use crate::evaluate_report::{Report, Source};
 use crate::output_dir::StagedDir;
 use crate::quantize::{check_given, check_settings, config, data_args};
@@ -63,9 +63,7 @@ pub fn evaluate(args: &EvaluateArgs, ui: &Ui) -> Result<()> {
     let mode = mode(args)?;
     // A bad labels file fails before any model runs.
     let labels = args.labels.as_deref().map(Labels::read).transpose()?;
-    if let Some(list) = &args.eval_list {
-        check_eval_list(list)?;
-    }
+    check_eval_list(args.eval_list.as_deref())?;
     // So is an output folder that cannot be one; the staging folder goes if anything fails.
     let out = StagedDir::new(&args.output_dir)?;
     let events = Terminal::new(ui);
@@ -82,7 +80,7 @@ pub fn evaluate(args: &EvaluateArgs, ui: &Ui) -> Result<()> {
                 overrides: args.given.quantization_overrides.as_deref(),
                 ignore_given: args.given.ignore_quantization_overrides,
                 allow_unknown_names: args.given.allow_unknown_override_names,
-                data: Data::Calibrate { list: calibration, read: &read },
+                data: Data::Calibrate { list: calibration, read: &read, eval: None },
             };
             let quantized = ptq_pipeline::quantize(&config, &job, &events)?;
             let pair = Pair::simulated(quantized.model, &quantized.assignment.encodings)?;
@@ -108,16 +106,6 @@ pub fn evaluate(args: &EvaluateArgs, ui: &Ui) -> Result<()> {
     }
     ui.info(&report.summary(&args.output_dir, start.elapsed()));
     Ok(())
-}
-
-/// `--eval_list` is read only after the model is quantized in memory: a path that cannot be the
-/// list fails first, naming this flag (the list reader's own message names --input_list).
-fn check_eval_list(list: &Path) -> Result<()> {
-    match std::fs::metadata(list) {
-        Err(e) => bail!("cannot read --eval_list {}: {e}; check the path", list.display()),
-        Ok(m) if m.is_dir() => bail!("--eval_list {} is a folder; give the input list file", list.display()),
-        Ok(_) => Ok(()),
-    }
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {

@@ -14,8 +14,9 @@ use crate::UsageError;
 use crate::cli::{
     DataArgs, EncodingVersion, GivenArgs, Legacy, MethodArg, QuantSettings, QuantizeArgs, SchemaArg,
 };
-use crate::data_flags::{read_options, shape_bindings};
-use crate::summary::Summary;
+use crate::data_flags::{check_eval_list, read_options, shape_bindings};
+use crate::encodings_file::check_output_model;
+use crate::summary::{Summary, left_floats};
 use crate::ui::{Terminal, Ui};
 
 fn schema(s: SchemaArg) -> Schema {
@@ -54,7 +55,7 @@ fn range_settings(args: &QuantSettings) -> Result<(RangeSetting, RangeSetting)> 
     let (current, legacy) = (given(&current), given(&legacy));
     if !current.is_empty() && !legacy.is_empty() {
         bail!(UsageError(format!(
-            "{} cannot be combined with {} (spec §1.1): the legacy quantizer flags set both the schema and the \
+            "{} cannot be combined with {}: the legacy quantizer flags set both the schema and the \
              calibration; use only the current flags",
             legacy.join(" and "),
             current.join(", ")
@@ -146,7 +147,7 @@ fn check_flags(args: &QuantizeArgs) -> Result<Option<PathBuf>> {
 pub fn check_given(given: &GivenArgs) -> Result<()> {
     if given.ignore_quantization_overrides && given.quantization_overrides.is_some() {
         bail!(UsageError(
-            "--quantization_overrides and --ignore_quantization_overrides cannot be used together (spec §1.1): \
+            "--quantization_overrides and --ignore_quantization_overrides cannot be used together: \
              give the overrides to use them, or drop them"
                 .into()
         ));
@@ -229,10 +230,7 @@ fn output_path(args: &QuantizeArgs) -> Result<PathBuf> {
             args.input_model.with_file_name(format!("{stem}_quantized.onnx"))
         }
     };
-    // Found now, not when the finished model cannot be written.
-    if out.is_dir() {
-        bail!("--output_model {} is a folder; give the path of the .onnx file to write", out.display());
-    }
+    check_output_model("--output_model", &out)?;
     Ok(out)
 }
 
@@ -303,9 +301,11 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
         &[
             ("--input_model", Some(&args.input_model)),
             ("--input_list", args.input_list.as_deref()),
+            ("--eval_list", args.eval_list.as_deref()),
             ("--quantization_overrides", args.given.quantization_overrides.as_deref()),
         ],
     )?;
+    check_eval_list(args.eval_list.as_deref())?;
     let json_version = match args.encoding_version {
         EncodingVersion::V1_0_0 => JsonVersion::V1_0_0,
         EncodingVersion::V0_6_1 => JsonVersion::V0_6_1,
@@ -320,7 +320,7 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
         ignore_given: args.given.ignore_quantization_overrides,
         allow_unknown_names: args.given.allow_unknown_override_names,
         data: match &list {
-            Some(list) => Data::Calibrate { list, read: &read },
+            Some(list) => Data::Calibrate { list, read: &read, eval: args.eval_list.as_deref() },
             None => Data::FloatFallback { shapes: &shapes },
         },
     };
@@ -356,16 +356,22 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
         observed: &observed,
         chosen: &chosen,
     };
-    let report =
-        crate::encodings_file::report(encodings, &folds, &sqnr, &ranges, &patterns, &smoothed, &shares)?;
+    let left = left_floats(&model.graph, &layout, observed.keys(), &assignment);
+    let findings = crate::encodings_file::Findings {
+        left_float: &left,
+        folds: &folds,
+        patterns: &patterns,
+        smoothed: &smoothed,
+        shares: &shares,
+    };
+    let report = crate::encodings_file::report(encodings, &sqnr, &ranges, &findings)?;
     let mut side = vec![(report_path(&output), report)];
     if let Some(json) = &json {
         side.push((encodings_path(&output), json.clone()));
     }
     crate::encodings_file::write_outputs(&qdq, model.dir(), &output, &side)?;
 
-    let mut summary =
-        Summary::new(&model.graph, &layout, observed.keys(), &assignment, sqnr, start.elapsed());
+    let mut summary = Summary::new(&layout, &left, &assignment, sqnr, start.elapsed());
     summary.set_folds(&folds);
     if list.is_some() {
         summary.set_ranges(&ranges);

@@ -12,6 +12,54 @@ use ptq_quant::patterns::Finding;
 use ptq_quant::rules::{Layout, Role};
 use ptq_quant::{Assignment, FloatReason, Kind};
 
+/// A tensor the model holds as float that is written without an encoding, and why.
+pub struct LeftFloat {
+    /// The report's `origin`.
+    pub origin: &'static str,
+    /// The summary's phrase for the group.
+    pub why: &'static str,
+    pub kind: Kind,
+}
+
+/// Every float tensor left without an encoding: the summary counts them, the report lists them,
+/// so the two always agree.
+pub fn left_floats<'a>(
+    graph: &Graph,
+    layout: &Layout,
+    observed_float: impl Iterator<Item = &'a String>,
+    a: &Assignment,
+) -> BTreeMap<String, LeftFloat> {
+    let floats = &a.encodings.floats;
+    let mut left = BTreeMap::new();
+    for (name, f) in floats {
+        let why = match f.reason {
+            FloatReason::Given => "kept float by the given encodings",
+            FloatReason::Fallback => "float fallback (no encoding given or propagated)",
+            FloatReason::Coupled => {
+                "float with their layer (Conv/Gemm/MatMul output, weight or bias is float)"
+            }
+            FloatReason::MaskingValue => "masking values (|x| ≥ 1e30, see patterns)",
+        };
+        left.insert(name.clone(), LeftFloat { origin: f.reason.name(), why, kind: f.kind });
+    }
+    let unencoded = |t: &str| a.encodings.get(t).is_none() && !floats.contains_key(t);
+    for name in layout.fused.iter().filter(|t| unencoded(t)) {
+        let why = "outputs fused into the activation that follows (Conv→Relu, Add→Relu, …)";
+        left.insert(name.clone(), LeftFloat { origin: "fused", why, kind: Kind::Activation });
+    }
+    for t in graph.tensors().filter(|t| t.is_constant() && t.dtype == Some(DataType::Float)) {
+        if unencoded(&t.name) {
+            let why = "constants that are not data (shapes, bounds, exponents, norm statistics)";
+            left.insert(t.name.clone(), LeftFloat { origin: "not data", why, kind: Kind::Param });
+        }
+    }
+    for name in observed_float.filter(|t| unencoded(t)) {
+        let why = "tensors without calibration data";
+        left.entry(name.clone()).or_insert(LeftFloat { origin: "no data", why, kind: Kind::Activation });
+    }
+    left
+}
+
 pub struct Summary {
     /// Folded follower op type → count.
     folded: BTreeMap<&'static str, usize>,
@@ -20,6 +68,8 @@ pub struct Summary {
     by_origin: BTreeMap<&'static str, usize>,
     /// reason → count, for float tensors left without an encoding.
     left_float: BTreeMap<&'static str, usize>,
+    /// How many of those run at 16 bit (Cast pairs).
+    half_floats: usize,
     split_groups: Vec<(String, f64)>,
     saturated_biases: Vec<(String, usize)>,
     adjusted_weights: Vec<(String, usize)>,
@@ -33,10 +83,9 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn new<'a>(
-        graph: &Graph,
+    pub fn new(
         layout: &Layout,
-        observed_float: impl Iterator<Item = &'a String>,
+        left: &BTreeMap<String, LeftFloat>,
         a: &Assignment,
         sqnr: Vec<OutputSqnr>,
         elapsed: Duration,
@@ -54,43 +103,16 @@ impl Summary {
             *by_origin.entry(t.encoding.origin.name()).or_insert(0) += 1;
         }
         let mut left_float = BTreeMap::new();
-        let mut count = |why: &'static str, n: usize| {
-            if n > 0 {
-                *left_float.entry(why).or_insert(0) += n;
-            }
-        };
-        count("outputs fused into the activation that follows (Conv→Relu, Add→Relu, …)", layout.fused.len());
-        let floats = &a.encodings.floats;
-        let chosen = |reason: FloatReason| floats.values().filter(|f| f.reason == reason).count();
-        count("kept float by the given encodings", chosen(FloatReason::Given));
-        count("float fallback (no encoding given or propagated)", chosen(FloatReason::Fallback));
-        count(
-            "float with their layer (Conv/Gemm/MatMul output, weight or bias is float)",
-            chosen(FloatReason::Coupled),
-        );
-        count("masking values (|x| ≥ 1e30, see patterns)", chosen(FloatReason::MaskingValue));
-        let float_constants = graph
-            .tensors()
-            .filter(|t| {
-                t.is_constant()
-                    && t.dtype == Some(DataType::Float)
-                    && a.encodings.get(&t.name).is_none()
-                    && !floats.contains_key(&t.name)
-            })
-            .count();
-        count("constants that are not data (shapes, bounds, exponents, norm statistics)", float_constants);
-        let unseen =
-            observed_float.filter(|t| a.encodings.get(t).is_none() && !floats.contains_key(*t)).count();
-        count("tensors without calibration data", unseen);
-        let half = floats.values().filter(|f| f.bitwidth == 16).count();
-        if half > 0 {
-            count("of the float tensors run at 16 bit (Cast pairs)", half);
+        for f in left.values() {
+            *left_float.entry(f.why).or_insert(0) += 1;
         }
+        let half = a.encodings.floats.values().filter(|f| f.bitwidth == 16).count();
         Summary {
             folded: BTreeMap::new(),
             by_bitwidth,
             by_origin,
             left_float,
+            half_floats: half,
             split_groups: a.split_groups.clone(),
             saturated_biases: a.saturated_biases.clone(),
             adjusted_weights: a.adjusted_weights.clone(),
@@ -154,7 +176,11 @@ impl Summary {
             lines.push("  float      none".into());
         } else {
             let n: usize = self.left_float.values().sum();
-            let parts: Vec<String> = self.left_float.iter().map(|(why, n)| format!("{n} {why}")).collect();
+            let mut parts: Vec<String> =
+                self.left_float.iter().map(|(why, n)| format!("{n} {why}")).collect();
+            if self.half_floats > 0 {
+                parts.push(format!("{} of them run at 16 bit (Cast pairs)", self.half_floats));
+            }
             lines.push(format!("  float      {n} tensors left float: {}", parts.join("; ")));
         }
         for (pattern, what) in &self.patterns {
@@ -205,13 +231,16 @@ impl Summary {
         }
         for s in &self.sqnr {
             let note = if s.quantized { "" } else { " (float output)" };
-            lines.push(format!(
-                "  SQNR       {}: {:.2} dB vs float on {} sample{} spread over the list{note}",
-                s.name,
-                s.db,
-                s.samples,
-                if s.samples == 1 { "" } else { "s" }
-            ));
+            let plural = if s.samples == 1 { "" } else { "s" };
+            let over = match (s.eval_list, s.samples < s.of) {
+                (true, _) => format!("all {} sample{plural} of --eval_list", s.samples),
+                (false, true) => format!(
+                    "{} of the {} samples, spread over --input_list (--eval_list measures every sample of a list)",
+                    s.samples, s.of
+                ),
+                (false, false) => format!("all {} sample{plural} of --input_list", s.samples),
+            };
+            lines.push(format!("  SQNR       {}: {:.2} dB vs float on {over}{note}", s.name, s.db));
         }
         lines.join("\n")
     }

@@ -280,6 +280,16 @@ const INPUT_LISTS: &[Case] = &[
         expect: fails(&["--eval_list nope.txt", "check the path"]),
     },
     Case {
+        name: "quantize: --eval_list is a folder",
+        setup: |w| {
+            w.mkdir("eval");
+            let mut args = quantize_digits(digits_list(w, 2));
+            args.extend(args!["--eval_list", "eval"]);
+            args
+        },
+        expect: fails(&["--eval_list eval is a folder", "give the input list file"]),
+    },
+    Case {
         name: "evaluate: --labels does not exist",
         setup: |w| {
             let mut args = compare_with(w, "q.onnx");

@@ -167,6 +167,26 @@ fn the_output_may_not_be_the_input() {
     assert!(fs::read(&copy).unwrap() == before, "the input changed");
 }
 
+/// qairt scripts name the output `.dlc`; what ptq writes there is ONNX, so it asks for an ONNX
+/// name instead of writing an ONNX file that claims to be a DLC.
+#[test]
+fn output_dlc_named_dlc_is_a_usage_error() {
+    let mut work = Work::new();
+    let list = work.list("calib.txt", &zoo_lines("digits_cnn", "calib.txt", 4));
+    let mut cmd = work.ptq();
+    cmd.arg("quantize").arg("--input_model").arg(model("digits_cnn")).arg("--input_list").arg(&list);
+    cmd.arg("--output_dlc").arg(work.path("q.dlc"));
+    cmd.assert()
+        .code(2)
+        .stderr(contains("--output_model").and(contains("not a DLC")).and(contains("q.onnx")));
+    work.assert_nothing_written();
+    let mut convert = work.ptq();
+    convert.arg("convert").arg("--input_network").arg(model("digits_cnn"));
+    convert.arg("--output_path").arg(work.path("c.DLC"));
+    convert.assert().code(2).stderr(contains("--output_path").and(contains("not a DLC")));
+    work.assert_nothing_written();
+}
+
 #[test]
 fn a_failed_run_writes_nothing() {
     let mut work = Work::new();
@@ -306,6 +326,39 @@ fn summary_sqnr_is_measured_on_samples_spread_over_the_list() {
         .arg(&list)
         .assert()
         .success()
-        .stderr(contains("vs float on 16 samples spread over the list"));
+        .stderr(contains("vs float on 16 of the 40 samples, spread over --input_list"));
     assert_eq!(work.json("q_report.json")["sqnr_samples"], 16);
+    assert_eq!(work.json("q_report.json")["sqnr_list"], "input_list");
+}
+
+/// A separate evaluation list: the SQNR is measured on every one of its samples, and said so.
+#[test]
+fn summary_sqnr_on_an_eval_list_uses_all_of_it() {
+    let mut work = Work::new();
+    let list = work.list("calib.txt", &zoo_lines("digits_cnn", "calib.txt", 8));
+    let eval = work.list("eval.txt", &zoo_lines("digits_cnn", "eval.txt", 24));
+    work.quantize(&model("digits_cnn"), "q.onnx")
+        .arg("--input_list")
+        .arg(&list)
+        .arg("--eval_list")
+        .arg(&eval)
+        .assert()
+        .success()
+        .stderr(contains("vs float on all 24 samples of --eval_list"));
+    let report = work.json("q_report.json");
+    assert_eq!(
+        (report["sqnr_samples"].as_u64(), report["sqnr_list"].as_str()),
+        (Some(24), Some("eval_list"))
+    );
+    // A bad evaluation list fails before calibration, naming its line.
+    work.write("bad.txt", "missing.raw\n");
+    work.quantize(&model("digits_cnn"), "q2.onnx")
+        .arg("--input_list")
+        .arg(&list)
+        .arg("--eval_list")
+        .arg(work.path("bad.txt"))
+        .assert()
+        .code(1)
+        .stderr(contains("bad.txt:1"));
+    assert!(!work.path("q2.onnx").exists());
 }

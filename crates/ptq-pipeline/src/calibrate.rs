@@ -1,7 +1,7 @@
 //! Calibration: every sample through the float model, the ranges of the tensors the layout
 //! calibrates, and the float outputs of some samples (the closing SQNR's reference).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use anyhow::Result;
@@ -42,6 +42,8 @@ pub fn calibrate<O: Observer>(
             .filter(|m| !outputs.contains(m) && model.graph.tensor(m).is_some_and(|t| !t.is_constant()))
             .cloned(),
     );
+    let same = same_values(&model.graph, &watched);
+    watched.retain(|t| !same.contains_key(t));
     let engine = TractEngine::watching(&model.bytes, model.dir(), samples.inputs(), outputs, &watched)?;
     for ignored in engine.ignored_shapes() {
         events.warn(&ignored.to_string());
@@ -72,14 +74,49 @@ pub fn calibrate<O: Observer>(
             ));
         }
     }
-    let seen = engine
+    let mut seen: BTreeMap<String, O> = engine
         .watched()
         .iter()
         .cloned()
         .zip(parts)
         .filter_map(|(n, r)| r.filter(|r| r.range().nonfinite == 0).map(|r| (n, r)))
         .collect();
+    for (tensor, source) in same {
+        if let Some(o) = seen.get(&source) {
+            seen.insert(tensor, o.clone());
+        }
+    }
     Ok(Calibration { seen, reference: reference.into_inner().expect("workers are done") })
+}
+
+/// Ops whose output holds exactly their data input's values, rearranged.
+const REARRANGING: [&str; 8] =
+    ["Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity", "DepthToSpace", "SpaceToDepth"];
+
+/// The watched tensors whose values are another watched tensor's, rearranged (up a chain of
+/// [`REARRANGING`] ops): every statistic of theirs is that tensor's, so they are not observed
+/// again (a transformer's attention reshapes and transposes are a quarter of what it computes).
+fn same_values(graph: &Graph, watched: &[String]) -> BTreeMap<String, String> {
+    let set: BTreeSet<&String> = watched.iter().collect();
+    let source = |t: &String| {
+        graph
+            .producer(t)
+            .filter(|n| {
+                matches!(n.domain.as_str(), "" | "ai.onnx") && REARRANGING.contains(&n.op_type.as_str())
+            })
+            .and_then(|n| n.inputs.first())
+    };
+    let mut same = BTreeMap::new();
+    for t in watched {
+        let mut root = t;
+        while let Some(input) = source(root).filter(|i| set.contains(i)) {
+            root = input;
+        }
+        if root != t {
+            same.insert(t.clone(), root.clone());
+        }
+    }
+    same
 }
 
 /// Every sample through `engine` in parallel, each watched float tensor into an observer of
@@ -140,4 +177,35 @@ pub fn chosen_ranges(
         .map(|(name, h)| (name.clone(), calibration::choose(h, method.for_tensor(graph, name), &spec(name))))
         .collect();
     chosen.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use ptq_onnx::build::{FLOAT, i64_tensor, model, node, tensor_value};
+
+    use super::*;
+
+    /// `x → Relu → a → Reshape → b → Transpose → c → Relu → d`: b and c hold a's values.
+    #[test]
+    fn rearranged_tensors_take_their_source_statistics() {
+        let nodes = vec![
+            node("Relu", "r1", &["x"], &["a"]),
+            node("Reshape", "re", &["a", "shape"], &["b"]),
+            node("Transpose", "tr", &["b"], &["c"]),
+            node("Relu", "r2", &["c"], &["d"]),
+        ];
+        let io = |name| tensor_value(name, FLOAT, &[1, 4]);
+        // The Reshape's target shape is an initializer: a graph reading an undefined tensor is refused.
+        let m = model(13, nodes, vec![io("x")], vec![io("d")], vec![i64_tensor("shape", &[2], &[1, 4])]);
+        let graph = Graph::new(&m, std::path::Path::new(".")).unwrap();
+        let watched: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+        let same = same_values(&graph, &watched);
+        let want: BTreeMap<String, String> =
+            [("b", "a"), ("c", "a")].map(|(t, s)| (t.to_owned(), s.to_owned())).into();
+        assert_eq!(same, want);
+        // Unwatched sources are not stood in for: b is then observed itself.
+        let same = same_values(&graph, &watched[1..]);
+        assert_eq!(same.get("c").map(String::as_str), Some("b"));
+        assert!(!same.contains_key("b"));
+    }
 }

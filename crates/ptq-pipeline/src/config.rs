@@ -14,7 +14,8 @@ pub struct Config {
     pub rules: RuleOptions,
     /// The encodings JSON's format.
     pub json_version: JsonVersion,
-    /// How many samples, spread over the list, the closing SQNR is measured on.
+    /// How many samples, spread over the list, the closing SQNR is measured on (without an
+    /// evaluation list).
     pub sqnr_samples: usize,
     /// SmoothQuant before calibration (`None`: off, the default; see [`crate::smooth`]).
     pub smooth: Option<ptq_algos::SmoothOptions>,

@@ -1,13 +1,14 @@
 //! Encodings given to ptq rather than calibrated: the model's own QDQ nodes (QAT) and an
 //! overrides file — read, checked against the model, and merged (overrides win, spec §1.1).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use ptq_ir::Graph;
+use ptq_ir::{Graph, Patch};
+use ptq_onnx::build::node;
 use ptq_quant::overrides_json::{check_names, parse_overrides_with_warnings};
-use ptq_quant::{Given as GivenKind, GivenEncodings};
+use ptq_quant::{Encodings, Given as GivenKind, GivenEncodings, Histogram, Origin, clipped_values};
 
 use crate::Events;
 use crate::model::Model;
@@ -18,6 +19,10 @@ pub struct Given {
     pub encodings: GivenEncodings,
     /// How many came from the model itself.
     pub from_model: usize,
+    /// With `ignore`: how many the model carried and were dropped.
+    pub dropped: usize,
+    /// With `ignore`: the tensors given a Relu again (see [`restore_relus`]).
+    pub restored_relus: Vec<String>,
 }
 
 /// Reads what `model` carries and what `overrides` adds; with `ignore`, keeps only the float
@@ -33,7 +38,18 @@ pub fn gather(model: Model, overrides: Option<&Path>, ignore: bool, events: &dyn
         (model, GivenEncodings::new())
     };
     if ignore {
-        return Ok(Given { model, encodings: GivenEncodings::new(), from_model: 0 });
+        let (model, restored_relus) = restore_relus(model, &encodings)?;
+        let dropped = encodings.len();
+        if !restored_relus.is_empty() {
+            let names: Vec<String> = restored_relus.iter().map(|t| format!("`{t}`")).collect();
+            events.warn(&format!(
+                "{} of the {dropped} dropped encodings clamped a layer's output at 0 (onnxruntime removes the \
+                 Relu there): a Relu is put back on {}",
+                names.len(),
+                names.join(", ")
+            ));
+        }
+        return Ok(Given { model, encodings: GivenEncodings::new(), from_model: 0, dropped, restored_relus });
     }
     let from_model = encodings.len();
     if let Some(path) = overrides {
@@ -46,7 +62,56 @@ pub fn gather(model: Model, overrides: Option<&Path>, ignore: bool, events: &dyn
         // Overrides win over the model's own encodings (spec §1.1).
         encodings.extend(file);
     }
-    Ok(Given { model, encodings, from_model })
+    Ok(Given { model, encodings, from_model, dropped: 0, restored_relus: Vec::new() })
+}
+
+/// Ops whose output a Relu commonly follows and can go negative.
+const CAN_GO_NEGATIVE: [&str; 9] = [
+    "Conv",
+    "ConvTranspose",
+    "Gemm",
+    "MatMul",
+    "Add",
+    "Sub",
+    "BatchNormalization",
+    "InstanceNormalization",
+    "LayerNormalization",
+];
+
+/// onnxruntime's quantizer removes a Relu (or Clip) after a layer and lets the QuantizeLinear on
+/// the layer's output do the clamping: its grid starts at exactly 0 (zero point at the lowest
+/// integer). Dropping such a pair would let the negatives through, so where a dropped encoding's
+/// grid starts at 0 on the output of a layer that can go negative, a Relu comes back: the layer
+/// writes `<t>_unclamped` and the Relu writes `t`. (A Clip's upper bound is not recoverable: the
+/// grid's top is where calibration saw the values end.)
+fn restore_relus(model: Model, dropped: &GivenEncodings) -> Result<(Model, Vec<String>)> {
+    let graph = &model.graph;
+    let clamps_at_zero = |g: &GivenKind| match g {
+        GivenKind::Fixed(e) => e.axis.is_none() && e.zero_points.first() == Some(&e.grid().0),
+        _ => false,
+    };
+    let mut patch = Patch::new();
+    let mut restored = Vec::new();
+    for (name, g) in dropped {
+        let Some(producer) = graph.producer(name) else { continue };
+        if !clamps_at_zero(&g.given) || !CAN_GO_NEGATIVE.contains(&producer.op_type.as_str()) {
+            continue;
+        }
+        let slot = producer.outputs.iter().position(|o| o == name).expect("the producer writes it");
+        let unclamped = format!("{name}_unclamped");
+        patch.set_output(producer.index, slot, &unclamped);
+        patch.insert_after(
+            Some(producer.index),
+            node("Relu", &format!("{name}_relu"), &[&unclamped], &[name]),
+        );
+        restored.push(name.clone());
+    }
+    if restored.is_empty() {
+        return Ok((model, restored));
+    }
+    let mut loaded = model.loaded.clone();
+    loaded.model = patch.apply(&loaded.model)?;
+    Ok((Model::new(loaded)?, restored))
 }
 
 /// Checks the given names against the model as the user knows it (`original`) and as ptq
@@ -90,4 +155,43 @@ pub fn check(
 /// DESIGN.md Decision 9's float-16 marks: `<T>_ptq_fp16_cast` / `<T>_ptq_fp16_uncast` nodes.
 fn has_fp16_pairs(model: &Model) -> bool {
     model.graph.nodes().any(|n| n.op_type == "Cast" && n.name.ends_with("_ptq_fp16_cast"))
+}
+
+/// A given encoding that clips more than this share of its tensor's values gets a warning.
+const CLIP_WARNING_SHARE: f64 = 0.01;
+
+/// Given encodings that clip more than [`CLIP_WARNING_SHARE`] of their tensor's values, with
+/// the share: constants counted value by value (after folding: a weight's encoding must cover
+/// the folded values), activations from calibration's histograms when there are some.
+pub fn clipping(
+    graph: &Graph,
+    encodings: &Encodings,
+    histograms: Option<&BTreeMap<String, Histogram>>,
+) -> Result<Vec<(String, f64)>> {
+    let mut found = Vec::new();
+    for (name, t) in &encodings.tensors {
+        let e = &t.encoding;
+        if !matches!(e.origin, Origin::Override | Origin::Qat) {
+            continue;
+        }
+        let share = match graph.tensor(name) {
+            Some(info) if info.is_constant() => {
+                let tensor = graph.constant(name)?;
+                let Some(values) = tensor.to_f32() else { continue };
+                clipped_values(e, &values, &tensor.shape) as f64 / values.len().max(1) as f64
+            }
+            _ => match histograms.and_then(|h| h.get(name)) {
+                Some(h) if !e.is_per_channel() => {
+                    let (lo, hi) = e.min_max(0);
+                    let half = 0.5 * f64::from(e.scales[0]);
+                    h.share_outside(lo - half, hi + half)
+                }
+                _ => continue,
+            },
+        };
+        if share > CLIP_WARNING_SHARE {
+            found.push((name.clone(), share));
+        }
+    }
+    Ok(found)
 }

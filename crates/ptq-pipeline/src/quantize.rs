@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
-use ptq_algos::{Fold, Smoothing};
+use ptq_algos::{Fold, Follower, Smoothing};
 use ptq_data::{ReadOptions, ShapeBindings};
 use ptq_export::qdq_model;
 use ptq_ir::Graph;
@@ -19,13 +19,19 @@ use ptq_quant::{Assignment, Histogram, Method, MinMax, Mode, assign};
 use crate::calibrate::{Calibration, calibrate, chosen_ranges};
 use crate::prepare::{float_tensors, prepare, with_bits};
 use crate::shares::{Shares, shares};
-use crate::simulate::{OutputSqnr, measure_sqnr};
+use crate::simulate::{OutputSqnr, measure_sqnr, measure_sqnr_on_list};
 use crate::{Config, Events, Model, given};
 
 /// Where the encodings that are not given come from.
 pub enum Data<'a> {
-    /// Calibrate on an input list; `read` says how to read it, given the (prepared) graph.
-    Calibrate { list: &'a Path, read: &'a (dyn Fn(&Graph) -> Result<ReadOptions> + Sync) },
+    /// Calibrate on an input list; `read` says how to read it (and `eval`), given the (prepared)
+    /// graph. The closing SQNR is measured on every sample of `eval` when given, else on samples
+    /// spread over `list`.
+    Calibrate {
+        list: &'a Path,
+        read: &'a (dyn Fn(&Graph) -> Result<ReadOptions> + Sync),
+        eval: Option<&'a Path>,
+    },
     /// No samples: propagate the given encodings, leave the rest float (the shapes let type
     /// inference find the float tensors).
     FloatFallback { shapes: &'a ShapeBindings },
@@ -57,7 +63,8 @@ pub struct Quantized {
     pub folds: Vec<Fold>,
     /// The activations whose outlier channels were migrated into weights (SmoothQuant).
     pub smoothed: Vec<Smoothing>,
-    /// Per graph output, on samples spread over the list; empty without samples.
+    /// Per graph output, on samples spread over the list or on the whole evaluation list; empty
+    /// without samples.
     pub sqnr: Vec<OutputSqnr>,
     pub qdq: ModelProto,
     /// How many encodings were given, and how many of them by the model's own QDQ nodes.
@@ -81,7 +88,7 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
     given::check(&mut given.encodings, &given.model.graph, &model.graph, job.allow_unknown_names, events)?;
     events.timed("load, convert, fold", t.elapsed());
     let (mut model, smoothed) = match (&job.data, config.smooth) {
-        (Data::Calibrate { list, read }, Some(options)) => {
+        (Data::Calibrate { list, read, .. }, Some(options)) => {
             let t = Instant::now();
             let samples = model.samples(list, read(&model.graph)?)?;
             let done = crate::smooth::smooth(model, &samples, options, &given.encodings, events)?;
@@ -92,10 +99,12 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
     };
     let mut layout = layout(&model.graph, config.rules, &|t| given.encodings.contains_key(t));
     let (assignment, observed, chosen, sqnr, found, inputs) = match &job.data {
-        Data::Calibrate { list, read } => {
+        Data::Calibrate { list, read, eval } => {
             let samples = model.samples(list, read(&model.graph)?)?;
+            // An evaluation list is read before calibrating, so that a bad one fails first.
+            let eval = eval.map(|eval| model.samples(eval, read(&model.graph)?)).transpose()?;
             let t = Instant::now();
-            let measured = samples.spread(config.sqnr_samples);
+            let measured = if eval.is_some() { Vec::new() } else { samples.spread(config.sqnr_samples) };
             let method = config.quant.act_calibration;
             let (observed, histograms, reference) = if method.needs_histogram() {
                 let Calibration { seen, reference } =
@@ -146,8 +155,17 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
             };
             let assignment =
                 assign(&model.graph, &layout, &ranges, &config.quant, &given.encodings, Mode::Calibrate)?;
+            warn_clipping(&model.graph, &assignment, histograms.as_ref(), &folds, events)?;
             let t = Instant::now();
-            let sqnr = measure_sqnr(&model, &samples.pick(&measured), &assignment.encodings, &reference)?;
+            let sqnr = match &eval {
+                Some(eval) => measure_sqnr_on_list(&model, eval, &assignment.encodings)?,
+                None => {
+                    let mut sqnr =
+                        measure_sqnr(&model, &samples.pick(&measured), &assignment.encodings, &reference)?;
+                    sqnr.iter_mut().for_each(|s| s.of = samples.len());
+                    sqnr
+                }
+            };
             events.timed("simulate for SQNR", t.elapsed());
             (assignment, observed, ranges, sqnr, found, samples.inputs().to_vec())
         }
@@ -162,12 +180,19 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
                 &given.encodings,
                 Mode::FloatFallback,
             )?;
+            warn_clipping(&model.graph, &assignment, None, &folds, events)?;
             (assignment, observed, BTreeMap::new(), Vec::new(), Vec::new(), inputs)
         }
     };
     let shapes = ptq_engine::tensor_shapes(&model.bytes, model.dir(), &inputs)?;
     let shares = shares(&model.graph, &shapes, &assignment.encodings, &observed);
     let qdq = qdq_model(&model.loaded.model, &model.graph, &assignment.encodings)?;
+    for (tensor, layer, float) in &assignment.dropped_given {
+        events.warn(&format!(
+            "`{tensor}`'s given encoding is dropped: its layer `{layer}` runs float because `{float}` is float \
+             (a Conv/Gemm/MatMul is quantized or float as a whole); give `{float}` an encoding to keep it"
+        ));
+    }
     for (kept, other) in &assignment.conflicts {
         events.warn(&format!(
             "`{other}` keeps its given encoding, which differs from `{kept}`'s that the tensors around it share"
@@ -189,4 +214,36 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
         patterns: found,
         shares,
     })
+}
+
+/// Says which given encodings clip more than 1 % of their tensor's values; for a weight whose
+/// layer took a folded BatchNormalization, that the encoding must be for the folded weights.
+fn warn_clipping(
+    graph: &Graph,
+    assignment: &Assignment,
+    histograms: Option<&BTreeMap<String, Histogram>>,
+    folds: &[Fold],
+    events: &dyn Events,
+) -> Result<()> {
+    for (tensor, share) in given::clipping(graph, &assignment.encodings, histograms)? {
+        let layer =
+            graph.consumers(&tensor).find(|n| n.inputs.get(1) == Some(&tensor)).map(|n| n.display_name());
+        let folded: Vec<&str> = folds
+            .iter()
+            .filter(|f| Some(&f.layer) == layer.as_ref() && f.kind == Follower::BatchNormalization)
+            .map(|f| f.follower.as_str())
+            .collect();
+        let why = match (folded.first(), &layer) {
+            (Some(bn), Some(layer)) => format!(
+                " (BatchNormalization `{bn}` was folded into `{layer}`: give the encoding of the folded weights, \
+                 or fold the model before computing it)"
+            ),
+            _ => String::new(),
+        };
+        events.warn(&format!(
+            "the given encoding of `{tensor}` clips {:.1} % of its values{why}",
+            100.0 * share
+        ));
+    }
+    Ok(())
 }

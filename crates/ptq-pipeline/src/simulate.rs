@@ -17,8 +17,32 @@ pub struct OutputSqnr {
     pub name: String,
     pub db: f64,
     pub samples: usize,
+    /// How many samples the list they were taken from holds.
+    pub of: usize,
+    /// Measured on every sample of a separate evaluation list (else on samples spread over the
+    /// calibration list).
+    pub eval_list: bool,
     /// Whether the output itself carries an encoding.
     pub quantized: bool,
+}
+
+/// [`measure_sqnr`] on every sample of an evaluation list, whose float outputs are computed
+/// first (only the outputs: one sample's per worker at a time besides them).
+pub fn measure_sqnr_on_list(
+    model: &Model,
+    samples: &Samples,
+    encodings: &Encodings,
+) -> Result<Vec<OutputSqnr>> {
+    let float = TractEngine::new(&model.bytes, model.dir(), samples.inputs(), &model.graph.outputs)?;
+    let reference = Mutex::new(vec![Vec::new(); samples.len()]);
+    run_samples(&float, samples, |i, _, outputs| -> Result<()> {
+        reference.lock().expect("no worker panics while holding the lock")[i] = outputs;
+        Ok(())
+    })?;
+    let reference = reference.into_inner().expect("workers are done");
+    let mut sqnr = measure_sqnr(model, samples, encodings, &reference)?;
+    sqnr.iter_mut().for_each(|s| s.eval_list = true);
+    Ok(sqnr)
 }
 
 /// SQNR of each graph output of the simulated model against the float model's `reference`
@@ -58,6 +82,8 @@ pub fn measure_sqnr(
                 name: name.clone(),
                 db: sqnr.db(),
                 samples: samples.len(),
+                of: samples.len(),
+                eval_list: false,
                 quantized: encodings.get(name).is_some(),
             }
         })

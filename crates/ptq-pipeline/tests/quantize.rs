@@ -27,7 +27,7 @@ fn quantized_bytes(model: &str, dims: &[(&str, &[usize])], threads: usize) -> Ve
         overrides: None,
         ignore_given: false,
         allow_unknown_names: false,
-        data: Data::Calibrate { list: &list, read: &read },
+        data: Data::Calibrate { list: &list, read: &read, eval: None },
     };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     let q = pool.install(|| quantize(&Config::default(), &job, &Silent)).unwrap();

@@ -181,6 +181,33 @@ fn a_mul_by_a_scalar_becomes_a_per_channel_mul() {
     assert!(d <= 1e-5, "relative difference {d}");
 }
 
+/// A GELU as exporters write it, `(x · 0.5) · (1 + erf(x/√2))` → MatMul: the product of two
+/// computed tensors takes `1/s` through the factor `x · 0.5`, which only it reads.
+#[test]
+fn a_gelu_product_passes_the_scale_to_its_half_factor() {
+    let nodes = vec![
+        node("Mul", "half", &["x", "c"], &["xh"]),
+        node("Div", "div", &["x", "sqrt2"], &["xs"]),
+        node("Erf", "erf", &["xs"], &["e"]),
+        node("Add", "add", &["e", "one"], &["e1"]),
+        node("Mul", "gelu", &["xh", "e1"], &[X]),
+    ];
+    let (mm, w) = matmul("q", "w1", &W1);
+    let inits = vec![
+        f32_tensor("c", &[], &[0.5]),
+        f32_tensor("sqrt2", &[], &[std::f32::consts::SQRT_2]),
+        f32_tensor("one", &[], &[1.0]),
+        w,
+    ];
+    let m = model(nodes.into_iter().chain([mm]).collect(), &["q_y"], inits);
+    let s = smooth(&m, Path::new("."), &maxima(), SmoothOptions::default(), &none).unwrap();
+    assert_eq!(s.smoothed.len(), 1);
+    let c = Graph::new(&s.model, Path::new(".")).unwrap().constant("c").unwrap();
+    assert_eq!(c.shape, vec![4], "the scalar 0.5 became a per-channel 0.5/s");
+    let d = max_relative_difference(&run(&m, &input()), &run(&s.model, &input()));
+    assert!(d <= 1e-5, "relative difference {d}");
+}
+
 fn zoo(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models").join(name);
     assert!(dir.is_dir(), "the shared model zoo is expected at {}", dir.display());

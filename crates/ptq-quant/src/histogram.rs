@@ -51,6 +51,14 @@ impl Histogram {
         self.zeros + self.bins.iter().sum::<u64>()
     }
 
+    /// The share of the values that lie in bins wholly outside `[lo, hi]` (a lower bound of
+    /// what that range clips: a bin straddling an end counts as kept).
+    pub fn share_outside(&self, lo: f64, hi: f64) -> f64 {
+        let Some(pdf) = self.pdf() else { return 0.0 };
+        let edge = |i: usize| pdf.start + i as f64 * pdf.width;
+        pdf.p.iter().enumerate().filter(|&(i, _)| edge(i + 1) <= lo || edge(i) > hi).map(|(_, p)| p).sum()
+    }
+
     /// The probability view the range searches work on; `None` when no finite value was seen.
     pub fn pdf(&self) -> Option<Pdf> {
         if self.range.is_empty() {

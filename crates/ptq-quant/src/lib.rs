@@ -16,7 +16,7 @@ pub mod patterns;
 pub mod rules;
 mod spec;
 
-pub use assign::{Assignment, Config, GROUP_WIDTH_RATIO, Mode, assign};
+pub use assign::{Assignment, Config, GROUP_WIDTH_RATIO, Mode, assign, clipped_values};
 pub use calibration::Method;
 pub use error::Error;
 pub use histogram::{Histogram, Pdf};

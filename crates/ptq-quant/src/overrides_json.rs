@@ -65,7 +65,7 @@ pub enum OverridesError {
     /// A per-channel encoding whose channel count is not the tensor's ([`check_names`]).
     #[error(
         "overrides: tensor `{tensor}` has {given} per-channel encodings, but the tensor has {channels} \
-         channels along axis {axis}; give one encoding per output channel (spec §4.4)"
+         channels along axis {axis}; give one encoding per output channel"
     )]
     ChannelCount { tensor: String, axis: usize, given: usize, channels: usize },
 }
@@ -275,6 +275,16 @@ impl Reader {
         self.warnings.push(format!("{}: {message}", self.file));
     }
 
+    /// A block-quantized entry (per-block, LPBQ, vector): ptq cannot keep it yet, so that one
+    /// entry is skipped, said, and the rest of the file still counts.
+    fn skip_block(&mut self, ctx: &Ctx, what: impl fmt::Display) {
+        self.warn(format_args!(
+            "{}: {what} means block quantization (per-block, LPBQ), which ptq cannot keep yet; this entry is \
+             skipped and the tensor calibrated (give a per-tensor or per-channel encoding to fix it)",
+            ctx.describe()
+        ));
+    }
+
     fn file_(&mut self, root: &Value) -> Result<(), OverridesError> {
         let Value::Object(root) = root else {
             return Err(self.type_err("the top level", "the file", "a JSON object", root));
@@ -305,7 +315,8 @@ impl Reader {
         let flat = root.get("encodings");
         if major == Some(2) || flat.is_some() {
             let Some(flat) = flat else {
-                return Err(self.format_err("version 2.x needs an `encodings` list (spec §4.3)"));
+                return Err(self
+                    .format_err("version 2.x needs an `encodings` list of {name, output_dtype, …} entries"));
             };
             if let Some(m @ 0..=1) = major {
                 return Err(self.format_err(format!(
@@ -536,7 +547,7 @@ impl Reader {
         if computed.scales != exact.scales || computed.qnn_offset(0) != exact.qnn_offset(0) {
             self.warn(format_args!(
                 "{}: scale {} and offset {} disagree with min {lo} and max {hi}; recomputed from \
-                 min/max as QNN does (spec §4.4): scale {}, offset {}",
+                 min/max as QNN does: scale {}, offset {}",
                 ctx.describe(),
                 exact.scales[0],
                 exact.qnn_offset(0),
@@ -683,13 +694,8 @@ impl Reader {
         match enc_type.as_deref() {
             None | Some("PER_TENSOR" | "PER_CHANNEL") => {}
             Some(t @ ("PER_BLOCK" | "LPBQ" | "VECTOR")) => {
-                return Err(self.entry_err(
-                    &ctx,
-                    format!(
-                        "enc_type {t} is block quantization, which ptq does not support yet; give a \
-                         PER_TENSOR or PER_CHANNEL encoding, or remove the entry to calibrate the tensor"
-                    ),
-                ));
+                self.skip_block(&ctx, format_args!("enc_type {t}"));
+                return Ok(());
             }
             Some(t) => {
                 return Err(self.entry_err(
@@ -699,12 +705,8 @@ impl Reader {
             }
         }
         if let Some(k) = BLOCK.iter().find(|k| e.contains_key(**k)) {
-            return Err(self.entry_err(
-                &ctx,
-                format!(
-                    "`{k}` belongs to block quantization or custom grids, which ptq does not support yet"
-                ),
-            ));
+            self.skip_block(&ctx, format_args!("`{k}`"));
+            return Ok(());
         }
         self.warn_unknown_keys(&ctx, e, &KNOWN);
         let float = self.dtype(&ctx, e, "dtype")?;
@@ -778,20 +780,18 @@ impl Reader {
         const KNOWN: [&str; 5] = ["name", "output_dtype", "y_scale", "y_zero_point", "axis"];
         const BLOCK: [&str; 3] = ["block_size", "per_block_int_scale", "per_channel_float_scale"];
         if let Some(k) = BLOCK.iter().find(|k| e.contains_key(**k)) {
-            return Err(self.entry_err(
-                &ctx,
-                format!(
-                    "`{k}` means block quantization (per-block or LPBQ), which ptq does not support yet; \
-                     give a per-tensor or per-channel encoding, or remove the entry to calibrate the tensor"
-                ),
-            ));
+            self.skip_block(&ctx, format_args!("`{k}`"));
+            return Ok(());
         }
         self.warn_unknown_keys(&ctx, e, &KNOWN);
         let dtype = match e.get("output_dtype") {
             Some(Value::String(s)) => s.to_ascii_lowercase(),
             Some(other) => return Err(self.type_err(ctx.describe(), "output_dtype", "a string", other)),
             None => {
-                return Err(self.entry_err(&ctx, "no `output_dtype` (int8, uint8, int16, … as in spec §4.3)"));
+                return Err(self.entry_err(
+                    &ctx,
+                    "no `output_dtype`: give one, e.g. `uint8`, `int8`, `int16` or `float32`",
+                ));
             }
         };
         let (bitwidth, signed) = match dtype.as_str() {
@@ -828,10 +828,8 @@ impl Reader {
             None => None,
             Some(Value::Number(n)) => Some((vec![n.as_f64().unwrap_or(f64::NAN)], false)),
             Some(Value::Array(items)) if items.iter().any(|v| v.is_array()) => {
-                return Err(self.entry_err(
-                    &ctx,
-                    "nested `y_scale` lists mean per-block quantization, which ptq does not support yet",
-                ));
+                self.skip_block(&ctx, "nested `y_scale` lists");
+                return Ok(());
             }
             Some(Value::Object(_)) => {
                 return Err(self.entry_err(

@@ -7,6 +7,7 @@ use ptq_ir::{DataType, Graph};
 use crate::patterns::{Precision, stronger};
 mod params;
 
+pub use params::clipped_values;
 use params::{bias_encoding, fit_weight_to_bias, saturated, weight_encoding};
 
 use crate::rules::{Layout, Role};
@@ -87,6 +88,9 @@ pub struct Assignment {
     /// Given encodings that disagree where one encoding is shared: (the tensor whose encoding
     /// the others take, a tensor keeping a different given one).
     pub conflicts: Vec<(String, String)>,
+    /// Given encodings dropped because their layer runs float (the tensor, its layer's node,
+    /// the float member that decided it).
+    pub dropped_given: Vec<(String, String, String)>,
 }
 
 /// Computes every encoding: given ones are kept bit-exactly and propagated to the float tensors
@@ -288,7 +292,7 @@ pub fn assign(
             Given::Bitwidth { .. } => {}
         }
     }
-    couple_layers(graph, layout, config, &mut out.encodings);
+    couple_layers(graph, layout, config, &mut out);
     Ok(out)
 }
 
@@ -305,7 +309,8 @@ fn float(kind: Kind, bitwidth: u8, reason: FloatReason) -> FloatTensor {
 /// Spec §4.4: a Conv, ConvTranspose, Gemm or MatMul whose output, weight or bias is float is
 /// float entirely (an op is either fixed-point or float). The float bitwidth is that of the
 /// float member; the bias takes `--float_bias_bitwidth` when set.
-fn couple_layers(graph: &Graph, layout: &Layout, config: &Config, encodings: &mut Encodings) {
+fn couple_layers(graph: &Graph, layout: &Layout, config: &Config, out: &mut Assignment) {
+    let encodings = &mut out.encodings;
     for node in graph.nodes() {
         let Some(weight) =
             node.inputs.get(1).filter(|w| matches!(layout.roles.get(*w), Some(Role::Weight { .. })))
@@ -321,7 +326,9 @@ fn couple_layers(graph: &Graph, layout: &Layout, config: &Config, encodings: &mu
             _ => first.clone(),
         };
         let members: Vec<&String> = [Some(&output), Some(weight), bias].into_iter().flatten().collect();
-        let Some(bits) = members.iter().find_map(|m| encodings.floats.get(*m)).map(|f| f.bitwidth) else {
+        let Some((float_member, bits)) =
+            members.iter().find_map(|m| encodings.floats.get(*m).map(|f| (*m, f.bitwidth)))
+        else {
             continue;
         };
         for m in members {
@@ -329,6 +336,9 @@ fn couple_layers(graph: &Graph, layout: &Layout, config: &Config, encodings: &mu
                 continue;
             }
             if let Some(t) = encodings.tensors.remove(m) {
+                if matches!(t.encoding.origin, Origin::Override | Origin::Qat) {
+                    out.dropped_given.push((m.clone(), node.display_name(), float_member.clone()));
+                }
                 let is_bias = Some(m) == bias;
                 let bitwidth = if is_bias { config.float_bias_bitwidth.unwrap_or(bits) } else { bits };
                 encodings.floats.insert(m.clone(), float(t.kind, bitwidth, FloatReason::Coupled));

@@ -52,6 +52,22 @@ pub(super) fn fit_weight_to_bias(
     changed
 }
 
+/// How many of a constant's `values` (of `shape`) `e` clips: further than half a step past the
+/// ends of their channel's grid.
+pub fn clipped_values(e: &Encoding, values: &[f32], shape: &[usize]) -> usize {
+    let clipped = |c: usize, values: &[f32]| {
+        let (lo, hi) = e.min_max(c);
+        let half = 0.5 * f64::from(e.scales[c]);
+        values.iter().filter(|&&v| f64::from(v) < lo - half || f64::from(v) > hi + half).count()
+    };
+    match e.axis.filter(|&a| a < shape.len() && shape[a] == e.scales.len()) {
+        Some(axis) => {
+            channel_values(values, shape, axis).iter().enumerate().map(|(c, v)| clipped(c, v)).sum()
+        }
+        None => clipped(0, values),
+    }
+}
+
 /// The values of each slice along `axis` of a C-order tensor.
 pub(super) fn channel_values(values: &[f32], shape: &[usize], axis: usize) -> Vec<Vec<f32>> {
     let channels = shape[axis];
@@ -148,6 +164,18 @@ mod tests {
         e.tensors.insert("x".into(), TensorEncoding { kind: Kind::Activation, encoding: x });
         e.tensors.insert("w".into(), TensorEncoding { kind: Kind::Param, encoding: w });
         e
+    }
+
+    /// Per channel, a value clips when it lies more than half a step past its channel's grid:
+    /// channel 1's grid of ±1.27 clips 3, channel 0's of ±12.7 none.
+    #[test]
+    fn clipped_values_counts_per_channel_past_half_a_step() {
+        let spec = QuantSpec::new(8, Schema::Symmetric);
+        let e = Encoding::from_ranges(&[(-12.8, 12.7), (-1.28, 1.27)], 0, &spec, Origin::Override);
+        let values = [5.0, -12.0, 0.0, 1.27, 1.274, 1.3, -1.5, 9.0];
+        assert_eq!(clipped_values(&e, &values, &[2, 4]), 3);
+        let whole = Encoding::from_range(-1.28, 1.27, &spec, Origin::Override);
+        assert_eq!(clipped_values(&whole, &values, &[2, 4]), 5);
     }
 
     /// A channel whose weights are ~1e-9 gets a scale so small that its bias cannot be an int32
