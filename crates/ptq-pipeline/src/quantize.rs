@@ -120,12 +120,18 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
             let mut found = patterns::find(&model.graph, &layout, &observed, &given.encodings, act_bits)?;
             patterns::apply(&mut layout, &found);
             if let (Method::Auto, Some(seen)) = (method, &histograms) {
-                let wide = patterns::outliers(&model.graph, &layout, seen, &given.encodings, act_bits);
+                let wide = patterns::sixteen_bit_activations(
+                    &model.graph,
+                    &layout,
+                    seen,
+                    &given.encodings,
+                    act_bits,
+                );
                 let opset = model.opset();
                 if !wide.is_empty() {
                     // Calibration ran at the opset of 8-bit tensors: the same model at the one its
                     // 16-bit tensors need (names kept, so what was seen still holds).
-                    model = with_bits(model, &[patterns::OUTLIER_BITWIDTH])?;
+                    model = with_bits(model, &[patterns::WIDE_BITWIDTH])?;
                 }
                 if model.opset() != opset {
                     layout = ptq_quant::rules::layout(&model.graph, config.rules, &|t| {
