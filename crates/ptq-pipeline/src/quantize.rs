@@ -17,6 +17,7 @@ use ptq_quant::rules::{Layout, layout};
 use ptq_quant::{Assignment, Histogram, Method, MinMax, Mode, assign};
 
 use crate::calibrate::{Calibration, calibrate, chosen_ranges};
+use crate::notices::warn_unrestricted;
 use crate::prepare::{float_tensors, prepare, with_bits};
 use crate::shares::{Shares, shares};
 use crate::simulate::{OutputSqnr, measure_sqnr};
@@ -91,6 +92,7 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
         _ => (model, Vec::new()),
     };
     let mut layout = layout(&model.graph, config.rules, &|t| given.encodings.contains_key(t));
+    warn_unrestricted(config, &given.encodings, &layout, events);
     let (assignment, observed, chosen, sqnr, found, inputs) = match &job.data {
         Data::Calibrate { list, read } => {
             let samples = model.samples(list, read(&model.graph)?)?;
