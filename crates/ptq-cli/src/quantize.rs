@@ -324,6 +324,7 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
         observed,
         chosen,
         folds,
+        unfolded,
         smoothed,
         sqnr,
         qdq,
@@ -360,6 +361,7 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
     let mut summary =
         Summary::new(&model.graph, &layout, observed.keys(), &assignment, sqnr, start.elapsed());
     summary.set_folds(&folds);
+    summary.set_unfolded(&unfolded);
     if list.is_some() {
         summary.set_ranges(&ranges);
     }
