@@ -17,8 +17,8 @@ pub struct Cli {
     /// More detail on stderr (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Only errors on stderr.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    /// Only errors on stderr. Its short form is -Q: -q is qairt's --quantization_overrides.
+    #[arg(short = 'Q', long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
@@ -116,7 +116,7 @@ pub struct RunArgs {
 pub struct GivenArgs {
     /// Encodings to keep (AIMET/QAIRT JSON 0.6.1, 1.0.0 or 2.0.0); they win over the model's own
     /// QDQ nodes. `dtype: float` entries keep a tensor float.
-    #[arg(long, value_name = "FILE")]
+    #[arg(short = 'q', long, value_name = "FILE")]
     pub quantization_overrides: Option<PathBuf>,
     /// Drop every given encoding (overrides and the model's QDQ nodes) and calibrate everything.
     #[arg(long, visible_alias = "ignore_encodings")]
@@ -141,16 +141,16 @@ pub enum ExportFormat {
 #[command(rename_all = "snake_case")]
 pub struct ConvertArgs {
     /// The ONNX model (float, or with QDQ nodes from quantization-aware training).
-    #[arg(long, value_name = "FILE", visible_alias = "input_model")]
+    #[arg(short = 'i', long, value_name = "FILE", visible_alias = "input_model")]
     pub input_network: PathBuf,
     /// Encodings to attach (AIMET/QAIRT JSON 0.6.1, 1.0.0 or 2.0.0); they win over the model's own.
-    #[arg(long, value_name = "FILE")]
+    #[arg(short = 'q', long, value_name = "FILE")]
     pub quantization_overrides: Option<PathBuf>,
     /// Warn, instead of failing, when the overrides name tensors the model does not have.
     #[arg(long)]
     pub allow_unknown_override_names: bool,
     /// Where to write the model.
-    #[arg(long, value_name = "FILE", visible_alias = "output_model")]
+    #[arg(short = 'o', long, value_name = "FILE", visible_alias = "output_model")]
     pub output_path: PathBuf,
     #[arg(long, value_name = "FORMAT", value_enum, default_value = "default")]
     pub export_format: ExportFormat,
@@ -207,17 +207,17 @@ pub enum EncodingVersion {
 #[command(rename_all = "snake_case")]
 pub struct QuantizeArgs {
     /// The float ONNX model.
-    #[arg(long, value_name = "FILE", visible_alias = "input_dlc")]
+    #[arg(short = 'i', long, value_name = "FILE", visible_alias = "input_dlc")]
     pub input_model: PathBuf,
     /// Where to write the QDQ model [default: <input stem>_quantized.onnx beside the input].
-    #[arg(long, value_name = "FILE", visible_alias = "output_dlc")]
+    #[arg(short = 'o', long, value_name = "FILE", visible_alias = "output_dlc")]
     pub output_model: Option<PathBuf>,
     /// Calibration samples, one per line (qnn-net-run syntax).
-    #[arg(long, value_name = "FILE")]
+    #[arg(short = 'l', long, value_name = "FILE")]
     pub input_list: Option<PathBuf>,
     /// No calibration: propagate the encodings the model carries (QDQ nodes, overrides) across
     /// data-invariant ops and leave every other tensor float (not together with --input_list).
-    #[arg(long, visible_alias = "float_fallback")]
+    #[arg(short = 'f', long, visible_alias = "float_fallback")]
     pub enable_float_fallback: bool,
     #[command(flatten)]
     pub given: GivenArgs,

@@ -119,3 +119,20 @@ fn bitwidth_override_below_a_restricted_weight_grid_gets_its_own_grid() {
     let signal: f32 = f.iter().map(|b| b * b).sum();
     assert!(noise < signal / 100.0, "{q:?} vs {f:?}");
 }
+
+#[test]
+fn qairt_short_options() {
+    let mut work = Work::new();
+    let list = calib(&mut work);
+    let out = work.path("q.onnx");
+    let mut cmd = work.ptq();
+    cmd.args(["quantize", "-i"]).arg(model("digits_cnn")).arg("-o").arg(&out).arg("-l").arg(&list);
+    cmd.arg("--dump_encoding_json").assert().success();
+    // convert: -q is qairt's --quantization_overrides; quiet is -Q.
+    let mut cmd = work.ptq();
+    cmd.args(["convert", "-Q", "-i"]).arg(model("digits_cnn"));
+    cmd.arg("-q").arg(work.path("q_encoding.json")).arg("-o").arg(work.path("c.onnx"));
+    let err = stderr_of(&mut cmd, 0);
+    assert!(err.is_empty(), "{err}");
+    assert!(work.path("c.onnx").exists());
+}
