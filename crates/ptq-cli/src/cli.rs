@@ -119,8 +119,11 @@ pub struct GivenArgs {
     #[arg(short = 'q', long, value_name = "FILE")]
     pub quantization_overrides: Option<PathBuf>,
     /// Drop every given encoding (overrides and the model's QDQ nodes) and calibrate everything.
-    #[arg(long, visible_alias = "ignore_encodings")]
+    #[arg(long)]
     pub ignore_quantization_overrides: bool,
+    /// Deprecated spelling of --ignore_quantization_overrides (qairt's legacy name).
+    #[arg(long, hide = true)]
+    pub ignore_encodings: bool,
     /// Warn, instead of failing, when the overrides name tensors the model does not have.
     #[arg(long)]
     pub allow_unknown_override_names: bool,
@@ -154,9 +157,9 @@ pub struct ConvertArgs {
     pub output_path: PathBuf,
     #[arg(long, value_name = "FORMAT", value_enum, default_value = "default")]
     pub export_format: ExportFormat,
-    /// Bitwidth of tensors the overrides keep float without saying which (16 or 32).
-    #[arg(long, value_name = "BITS", default_value = "32", value_parser = bitwidth(&[16, 32]))]
-    pub float_bitwidth: u8,
+    /// Bitwidth of tensors the overrides keep float without saying which (16 or 32) [default: 32].
+    #[arg(long, value_name = "BITS", value_parser = bitwidth(&[16, 32]))]
+    pub float_bitwidth: Option<u8>,
     /// Bitwidth of float biases [default: their layer's float bitwidth].
     #[arg(long, value_name = "BITS", value_parser = bitwidth(&[16, 32]))]
     pub float_bias_bitwidth: Option<u8>,
@@ -217,8 +220,11 @@ pub struct QuantizeArgs {
     pub input_list: Option<PathBuf>,
     /// No calibration: propagate the encodings the model carries (QDQ nodes, overrides) across
     /// data-invariant ops and leave every other tensor float (not together with --input_list).
-    #[arg(short = 'f', long, visible_alias = "float_fallback")]
+    #[arg(short = 'f', long)]
     pub enable_float_fallback: bool,
+    /// Deprecated spelling of --enable_float_fallback (qairt's legacy name).
+    #[arg(long, hide = true)]
+    pub float_fallback: bool,
     #[command(flatten)]
     pub given: GivenArgs,
     #[command(flatten)]
@@ -228,9 +234,23 @@ pub struct QuantizeArgs {
     /// Also write the encodings JSON as `<output stem>_encoding.json`.
     #[arg(long)]
     pub dump_encoding_json: bool,
-    /// Format of the encodings JSON.
-    #[arg(long, value_name = "VERSION", value_enum, default_value = "1.0.0")]
-    pub encoding_version: EncodingVersion,
+    /// Format of the encodings JSON written by --dump_encoding_json [default: 1.0.0].
+    #[arg(long, value_name = "VERSION", value_enum)]
+    pub encoding_version: Option<EncodingVersion>,
+}
+
+impl QuantizeArgs {
+    /// --enable_float_fallback under either of its names.
+    pub fn float_fallback(&self) -> bool {
+        self.enable_float_fallback || self.float_fallback
+    }
+}
+
+impl GivenArgs {
+    /// --ignore_quantization_overrides under either of its names.
+    pub fn ignore(&self) -> bool {
+        self.ignore_quantization_overrides || self.ignore_encodings
+    }
 }
 
 /// How tensors are quantized: bitwidths, schemas, granularity (qairt-quantizer's flags). Shared

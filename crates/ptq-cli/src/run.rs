@@ -19,6 +19,7 @@ use crate::ui::Ui;
 
 pub fn run(args: &RunArgs, ui: &Ui) -> Result<()> {
     let start = Instant::now();
+    crate::data_flags::check(&args.data)?;
     let model = lowered(Model::load(&args.input_model)?, ui)?;
     let samples = model.samples(&args.input_list, read_options(&args.data)?)?;
     for b in samples.inputs() {

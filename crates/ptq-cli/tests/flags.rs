@@ -6,7 +6,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::{Work, f32_raw, model, read_f32, stderr, zoo_lines};
+use common::{Work, f32_raw, i64_bytes, model, read_f32, stderr, zoo_lines};
 use ptq_onnx::build;
 use serde_json::{Value, json};
 
@@ -33,22 +33,229 @@ fn opset(path: &Path) -> i64 {
 }
 
 #[test]
+fn float_bitwidth_16_with_input_list_is_said_to_change_nothing() {
+    let mut work = Work::new();
+    let list = calib(&mut work);
+    work.quantize(&model("digits_cnn"), "plain.onnx").arg("--input_list").arg(&list).assert().success();
+    let err = stderr_of(
+        work.quantize(&model("digits_cnn"), "q.onnx").args(["--float_bitwidth", "16", "-l"]).arg(&list),
+        0,
+    );
+    assert!(err.contains("--float_bitwidth 16 has no effect in this run: no tensor was left float"), "{err}");
+    assert!(fs::read(work.path("plain.onnx")).unwrap() == fs::read(work.path("q.onnx")).unwrap());
+}
+
+#[test]
+fn encoding_version_without_dump_encoding_json_is_said() {
+    let mut work = Work::new();
+    let list = calib(&mut work);
+    let err = stderr_of(
+        work.quantize(&model("digits_cnn"), "q.onnx").args(["--encoding_version", "0.6.1", "-l"]).arg(&list),
+        0,
+    );
+    assert!(err.contains("--encoding_version has no effect without --dump_encoding_json"), "{err}");
+    assert!(!work.path("q_encoding.json").exists());
+}
+
+#[test]
+fn convert_stripped_reads_checks_and_names_the_overrides_it_ignores() {
+    let mut work = Work::new();
+    let convert = |work: &Work, overrides: &Path| {
+        let mut cmd = work.ptq();
+        cmd.args(["convert", "--export_format", "stripped", "-i"]).arg(model("digits_cnn"));
+        cmd.arg("-q").arg(overrides).arg("-o").arg(work.path("s.onnx"));
+        cmd
+    };
+    // A file that does not exist, or names a tensor the model lacks, fails as without stripping.
+    let err = stderr_of(&mut convert(&work, &work.path("missing.json")), 1);
+    assert!(err.contains("missing.json"), "{err}");
+    let unknown = json!({"activation_encodings": {"no_such_tensor": [{"bitwidth": 8, "dtype": "int"}]},
+                         "param_encodings": {}});
+    let bad = work.write("unknown.json", unknown.to_string());
+    let err = stderr_of(&mut convert(&work, &bad), 1);
+    assert!(err.contains("no_such_tensor"), "{err}");
+    work.assert_nothing_written();
+    // A good one is checked, then said to be ignored; so are the float flags.
+    let good =
+        json!({"activation_encodings": {"input": [{"bitwidth": 8, "dtype": "int"}]}, "param_encodings": {}});
+    let good = work.write("good.json", good.to_string());
+    let err = stderr_of(convert(&work, &good).args(["--float_bitwidth", "16"]), 0);
+    assert!(err.contains("good.json has no effect with --export_format stripped"), "{err}");
+    assert!(err.contains("--float_bitwidth has no effect with --export_format stripped"), "{err}");
+    assert!(work.path("s.onnx").exists());
+}
+
+#[test]
 fn output_lines_in_a_quantize_list_are_checked_and_said_to_be_ignored() {
     let mut work = Work::new();
     let samples = zoo_lines("digits_cnn", "calib.txt", 4);
     let mut lines = vec!["%logits relu1_out".to_string()];
     lines.extend(samples.iter().cloned());
     let list = work.list("outs.txt", &lines);
-    let err = stderr_of(work.quantize(&model("digits_cnn"), "q.onnx").arg("--input_list").arg(&list), 0);
+    let err = stderr_of(work.quantize(&model("digits_cnn"), "q.onnx").arg("-l").arg(&list), 0);
     assert!(err.contains("outs.txt: the `#`/`%` output lines are ignored for calibration"), "{err}");
     assert!(err.contains("keeps the model's outputs (logits); `relu1_out` is not one of them"), "{err}");
     // A name the model lacks fails, naming the line.
     let mut lines = vec!["#no_such_node".to_string()];
     lines.extend(samples);
     let list = work.list("bad.txt", &lines);
-    let err = stderr_of(work.quantize(&model("digits_cnn"), "r.onnx").arg("--input_list").arg(&list), 1);
+    let err = stderr_of(work.quantize(&model("digits_cnn"), "r.onnx").arg("-l").arg(&list), 1);
     assert!(err.contains("bad.txt:1: the `#` line names node `no_such_node`"), "{err}");
     assert!(!work.path("r.onnx").exists());
+}
+
+#[test]
+fn preserve_io_datatype_naming_an_output_is_said_to_change_nothing() {
+    let mut work = Work::new();
+    let list = calib(&mut work);
+    let err = stderr_of(
+        work.quantize(&model("digits_cnn"), "q.onnx")
+            .args(["--preserve_io_datatype", "logits", "-l"])
+            .arg(&list),
+        0,
+    );
+    assert!(err.contains("--preserve_io_datatype logits has no effect for an output"), "{err}");
+}
+
+/// `ids` int64 [1, 4] → Gather from a [5, 4] table, + `x` float [1, 4, 4] → `z`.
+fn gather_model() -> Vec<u8> {
+    let table: Vec<f32> = (0..20).map(|v| v as f32 / 10.0).collect();
+    let m = build::model(
+        13,
+        vec![
+            build::node("Gather", "gather", &["table", "ids"], &["emb"]),
+            build::node("Add", "add", &["emb", "x"], &["z"]),
+        ],
+        vec![
+            build::tensor_value("ids", build::INT64, &[1, 4]),
+            build::tensor_value("x", build::FLOAT, &[1, 4, 4]),
+        ],
+        vec![build::tensor_value("z", build::FLOAT, &[1, 4, 4])],
+        vec![build::f32_tensor("table", &[5, 4], &table)],
+    );
+    ptq_onnx::encode(&m)
+}
+
+#[test]
+fn named_native_inputs_never_narrow_use_native_input_files() {
+    let mut work = Work::new();
+    let m = work.write("m.onnx", gather_model());
+    work.write("ids.raw", i64_bytes(&[0, 1, 2, 4]));
+    work.write("x.raw", f32_raw(&[0.5; 16]));
+    let list = work.list("list.txt", &["ids:=ids.raw x:=x.raw"]);
+    // Both flags: which one wins was silent; now it is a usage error.
+    let err = stderr_of(
+        work.quantize(&m, "q.onnx")
+            .args(["--use_native_input_files", "--native_input_tensor_names", "x", "-l"])
+            .arg(&list),
+        2,
+    );
+    assert!(err.contains("--use_native_input_files") && err.contains("--native_input_tensor_names"), "{err}");
+    // --preserve_io_datatype x keeps reading every input natively (ids is int64 on disk).
+    work.quantize(&m, "q.onnx")
+        .args(["--use_native_input_files", "--preserve_io_datatype", "x", "-l"])
+        .arg(&list)
+        .assert()
+        .success();
+}
+
+#[test]
+fn adjust_bias_encoding_without_per_channel_weights_is_said() {
+    let mut work = Work::new();
+    let list = calib(&mut work);
+    let err = stderr_of(
+        work.quantize(&model("digits_cnn"), "q.onnx").args(["--adjust_bias_encoding", "-l"]).arg(&list),
+        0,
+    );
+    assert!(
+        err.contains(
+            "--adjust_bias_encoding has no effect without --use_per_channel_quantization or --use_per_row"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn asymmetric_param_schema_with_per_channel_weights_is_said_and_the_json_tells_the_truth() {
+    let mut work = Work::new();
+    let list = calib(&mut work);
+    let run = |work: &Work, out: &str, flags: &[&str]| {
+        let mut cmd = work.quantize(&model("digits_cnn"), out);
+        cmd.args(["--param_quantizer_schema", "asymmetric", "--dump_encoding_json", "-l"])
+            .arg(&list)
+            .args(flags);
+        stderr_of(&mut cmd, 0)
+    };
+    // Conv weights per channel (symmetric), Gemm/MatMul weights per tensor (asymmetric, as asked).
+    let err = run(&work, "pc.onnx", &["--use_per_channel_quantization"]);
+    assert!(err.contains("per-channel and per-row weights are always symmetric"), "{err}");
+    let doc = work.json("pc_encoding.json");
+    assert_eq!(param_entry(&doc, "conv1.weight")["is_sym"], true);
+    assert_eq!(param_entry(&doc, "fc1.weight")["is_sym"], false);
+    assert_eq!(doc["quantizer_args"]["is_symmetric"], false);
+    // Every weight per channel or per row: all symmetric, and the header says so.
+    run(&work, "all.onnx", &["--use_per_channel_quantization", "--use_per_row_quantization"]);
+    let doc = work.json("all_encoding.json");
+    assert_eq!(param_entry(&doc, "fc1.weight")["is_sym"], true);
+    assert_eq!(doc["quantizer_args"]["is_symmetric"], true);
+}
+
+#[test]
+fn float_fallback_names_each_ignored_flag_and_keeps_the_opset() {
+    let mut work = Work::new();
+    let list = calib(&mut work);
+    work.quantize(&model("digits_cnn"), "q.onnx").arg("-l").arg(&list).assert().success();
+    let q = work.path("q.onnx");
+    work.quantize(&q, "plain.onnx").arg("-f").assert().success();
+    let flags = [
+        "--act_bitwidth",
+        "16",
+        "--use_native_input_files",
+        "--weights_bitwidth",
+        "4",
+        "--use_per_channel_quantization",
+        "--smoothquant",
+    ];
+    let err = stderr_of(work.quantize(&q, "f.onnx").arg("-f").args(flags), 0);
+    for flag in ["--act_bitwidth", "--use_native_input_files", "--smoothquant"] {
+        assert!(
+            err.contains(&format!("{flag} has no effect with --enable_float_fallback:")),
+            "{flag}: {err}"
+        );
+    }
+    for flag in ["--weights_bitwidth", "--use_per_channel_quantization"] {
+        assert!(
+            err.contains(&format!("{flag} has no effect with --enable_float_fallback here")),
+            "{flag}: {err}"
+        );
+    }
+    assert_eq!(opset(&work.path("f.onnx")), 13, "nothing asked for 16-bit tensors");
+    assert!(fs::read(work.path("plain.onnx")).unwrap() == fs::read(work.path("f.onnx")).unwrap());
+}
+
+#[test]
+fn deprecated_aliases_warn() {
+    let mut work = Work::new();
+    let list = calib(&mut work);
+    work.quantize(&model("digits_cnn"), "q.onnx").arg("-l").arg(&list).assert().success();
+    let err = stderr_of(work.quantize(&work.path("q.onnx"), "f.onnx").arg("--float_fallback"), 0);
+    assert!(
+        err.contains("--float_fallback is deprecated and will be removed; use --enable_float_fallback"),
+        "{err}"
+    );
+    let err = stderr_of(
+        work.quantize(&model("digits_cnn"), "i.onnx").arg("--ignore_encodings").arg("-l").arg(&list),
+        0,
+    );
+    assert!(err.contains(
+        "--ignore_encodings is deprecated and will be removed; use --ignore_quantization_overrides"
+    ));
+    // Still the same flags: each excludes what the current spelling excludes.
+    let err = stderr_of(
+        work.quantize(&work.path("q.onnx"), "g.onnx").args(["--float_fallback", "--ignore_encodings"]),
+        2,
+    );
+    assert!(err.contains("cannot be used together"), "{err}");
 }
 
 #[test]
@@ -68,23 +275,11 @@ fn unfolded_batch_normalization_is_reported() {
     let m = work.write("bn.onnx", ptq_onnx::encode(&m));
     work.write("x.raw", f32_raw(&[-1.0, 0.5, 1.0, 2.0, 0.0, 3.0, -2.0, 1.5]));
     let list = work.list("list.txt", &["x.raw"]);
-    let err = stderr_of(work.quantize(&m, "q.onnx").arg("--input_list").arg(&list), 0);
+    let err = stderr_of(work.quantize(&m, "q.onnx").arg("-l").arg(&list), 0);
     assert!(
         err.contains("not folded BatchNormalization `bn`: its input `r` comes from Relu `relu`"),
         "{err}"
     );
-}
-
-#[test]
-fn float_fallback_keeps_the_opset() {
-    let mut work = Work::new();
-    let list = calib(&mut work);
-    work.quantize(&model("digits_cnn"), "q.onnx").arg("--input_list").arg(&list).assert().success();
-    let q = work.path("q.onnx");
-    work.quantize(&q, "plain.onnx").arg("--enable_float_fallback").assert().success();
-    work.quantize(&q, "f.onnx").args(["--enable_float_fallback", "--act_bitwidth", "16"]).assert().success();
-    assert_eq!(opset(&work.path("f.onnx")), 13, "nothing asked for 16-bit tensors");
-    assert!(fs::read(work.path("plain.onnx")).unwrap() == fs::read(work.path("f.onnx")).unwrap());
 }
 
 #[test]
@@ -101,7 +296,7 @@ fn bitwidth_override_below_a_restricted_weight_grid_gets_its_own_grid() {
         "-0x8000 0x7F7F",
         "--dump_encoding_json",
     ]);
-    cmd.arg("--quantization_overrides").arg(&overrides).arg("--input_list").arg(&list);
+    cmd.arg("-q").arg(&overrides).arg("-l").arg(&list);
     let err = stderr_of(&mut cmd, 0);
     assert!(err.contains("weight `fc1.weight`: its override asks for 8 bits"), "{err}");
     let doc = work.json("q_encoding.json");
