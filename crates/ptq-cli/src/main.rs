@@ -18,6 +18,7 @@ mod run;
 mod summary;
 mod tensor_files;
 mod ui;
+mod unused_flags;
 
 use std::process::ExitCode;
 
