@@ -34,7 +34,7 @@ FILES = {"model": "q.onnx", "encodings": "q_encoding.json", "report": "q_report.
 
 def digests(ptq, model_dir, flags, tmp):
     out = Path(tmp) / "q.onnx"
-    cmd = [str(ptq), "quantize", "-q", "--input_model", str(model_dir / "model.onnx"), "--input_list",
+    cmd = [str(ptq), "quantize", "--quiet", "--input_model", str(model_dir / "model.onnx"), "--input_list",
            str(model_dir / "calib.txt"), "--output_model", str(out), "--dump_encoding_json",
            *dims_args(input_specs(model_dir)), *flags]
     proc = subprocess.run(cmd, capture_output=True, text=True)

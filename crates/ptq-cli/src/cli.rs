@@ -17,8 +17,8 @@ pub struct Cli {
     /// More detail on stderr (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Only errors on stderr.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    /// Only errors on stderr. Its short form is -Q: -q is qairt's --quantization_overrides.
+    #[arg(short = 'Q', long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
@@ -116,11 +116,14 @@ pub struct RunArgs {
 pub struct GivenArgs {
     /// Encodings to keep (AIMET/QAIRT JSON 0.6.1, 1.0.0 or 2.0.0); they win over the model's own
     /// QDQ nodes. `dtype: float` entries keep a tensor float.
-    #[arg(long, value_name = "FILE")]
+    #[arg(short = 'q', long, value_name = "FILE")]
     pub quantization_overrides: Option<PathBuf>,
     /// Drop every given encoding (overrides and the model's QDQ nodes) and calibrate everything.
-    #[arg(long, visible_alias = "ignore_encodings")]
+    #[arg(long)]
     pub ignore_quantization_overrides: bool,
+    /// Deprecated spelling of --ignore_quantization_overrides (qairt's legacy name).
+    #[arg(long, hide = true)]
+    pub ignore_encodings: bool,
     /// Warn, instead of failing, when the overrides name tensors the model does not have.
     #[arg(long)]
     pub allow_unknown_override_names: bool,
@@ -141,22 +144,22 @@ pub enum ExportFormat {
 #[command(rename_all = "snake_case")]
 pub struct ConvertArgs {
     /// The ONNX model (float, or with QDQ nodes from quantization-aware training).
-    #[arg(long, value_name = "FILE", visible_alias = "input_model")]
+    #[arg(short = 'i', long, value_name = "FILE", visible_alias = "input_model")]
     pub input_network: PathBuf,
     /// Encodings to attach (AIMET/QAIRT JSON 0.6.1, 1.0.0 or 2.0.0); they win over the model's own.
-    #[arg(long, value_name = "FILE")]
+    #[arg(short = 'q', long, value_name = "FILE")]
     pub quantization_overrides: Option<PathBuf>,
     /// Warn, instead of failing, when the overrides name tensors the model does not have.
     #[arg(long)]
     pub allow_unknown_override_names: bool,
     /// Where to write the model.
-    #[arg(long, value_name = "FILE", visible_alias = "output_model")]
+    #[arg(short = 'o', long, value_name = "FILE", visible_alias = "output_model")]
     pub output_path: PathBuf,
     #[arg(long, value_name = "FORMAT", value_enum, default_value = "default")]
     pub export_format: ExportFormat,
-    /// Bitwidth of tensors the overrides keep float without saying which (16 or 32).
-    #[arg(long, value_name = "BITS", default_value = "32", value_parser = bitwidth(&[16, 32]))]
-    pub float_bitwidth: u8,
+    /// Bitwidth of tensors the overrides keep float without saying which (16 or 32) [default: 32].
+    #[arg(long, value_name = "BITS", value_parser = bitwidth(&[16, 32]))]
+    pub float_bitwidth: Option<u8>,
     /// Bitwidth of float biases [default: their layer's float bitwidth].
     #[arg(long, value_name = "BITS", value_parser = bitwidth(&[16, 32]))]
     pub float_bias_bitwidth: Option<u8>,
@@ -207,13 +210,13 @@ pub enum EncodingVersion {
 #[command(rename_all = "snake_case")]
 pub struct QuantizeArgs {
     /// The float ONNX model.
-    #[arg(long, value_name = "FILE", visible_alias = "input_dlc")]
+    #[arg(short = 'i', long, value_name = "FILE", visible_alias = "input_dlc")]
     pub input_model: PathBuf,
     /// Where to write the QDQ model [default: <input stem>_quantized.onnx beside the input].
-    #[arg(long, value_name = "FILE", visible_alias = "output_dlc")]
+    #[arg(short = 'o', long, value_name = "FILE", visible_alias = "output_dlc")]
     pub output_model: Option<PathBuf>,
     /// Calibration samples, one per line (qnn-net-run syntax).
-    #[arg(long, value_name = "FILE")]
+    #[arg(short = 'l', long, value_name = "FILE")]
     pub input_list: Option<PathBuf>,
     /// Measure the closing SQNR on every sample of this list (same syntax as --input_list)
     /// instead of on 16 samples spread over --input_list.
@@ -221,8 +224,11 @@ pub struct QuantizeArgs {
     pub eval_list: Option<PathBuf>,
     /// No calibration: propagate the encodings the model carries (QDQ nodes, overrides) across
     /// data-invariant ops and leave every other tensor float (not together with --input_list).
-    #[arg(long, visible_alias = "float_fallback")]
+    #[arg(short = 'f', long)]
     pub enable_float_fallback: bool,
+    /// Deprecated spelling of --enable_float_fallback (qairt's legacy name).
+    #[arg(long, hide = true)]
+    pub float_fallback: bool,
     #[command(flatten)]
     pub given: GivenArgs,
     #[command(flatten)]
@@ -232,9 +238,23 @@ pub struct QuantizeArgs {
     /// Also write the encodings JSON as `<output stem>_encoding.json`.
     #[arg(long)]
     pub dump_encoding_json: bool,
-    /// Format of the encodings JSON.
-    #[arg(long, value_name = "VERSION", value_enum, default_value = "1.0.0")]
-    pub encoding_version: EncodingVersion,
+    /// Format of the encodings JSON written by --dump_encoding_json [default: 1.0.0].
+    #[arg(long, value_name = "VERSION", value_enum)]
+    pub encoding_version: Option<EncodingVersion>,
+}
+
+impl QuantizeArgs {
+    /// --enable_float_fallback under either of its names.
+    pub fn float_fallback(&self) -> bool {
+        self.enable_float_fallback || self.float_fallback
+    }
+}
+
+impl GivenArgs {
+    /// --ignore_quantization_overrides under either of its names.
+    pub fn ignore(&self) -> bool {
+        self.ignore_quantization_overrides || self.ignore_encodings
+    }
 }
 
 /// How tensors are quantized: bitwidths, schemas, granularity (qairt-quantizer's flags). Shared

@@ -23,8 +23,21 @@ pub fn convert(args: &ConvertArgs, ui: &Ui) -> Result<()> {
     )?;
     check_output_model("--output_path", &args.output_path)?;
     let events = Terminal::new(ui);
+    if args.allow_unknown_override_names && args.quantization_overrides.is_none() {
+        ui.ignored(
+            "--allow_unknown_override_names",
+            "without --quantization_overrides: there are no names to check",
+        );
+    }
     if args.export_format == ExportFormat::Stripped {
+        warn_unused_with_stripped(args, ui);
         let given = given::gather(Model::load(&args.input_network)?, None, true, &events)?;
+        // The overrides are read and checked all the same, so a broken file fails here too.
+        if let Some(path) = &args.quantization_overrides {
+            let mut file = given::read_overrides(path, &events)?;
+            let graph = &given.model.graph;
+            given::check(&mut file, graph, graph, args.allow_unknown_override_names, &events)?;
+        }
         write_outputs(&given.model.loaded.model, given.model.dir(), &args.output_path, &[])?;
         ui.info(&format!(
             "ptq convert: wrote the float model {} ({} encodings dropped) in {:.2} s",
@@ -35,11 +48,12 @@ pub fn convert(args: &ConvertArgs, ui: &Ui) -> Result<()> {
         return Ok(());
     }
     // Only given encodings are written; the specs shape nothing but the opset the model needs.
+    let defaults = ptq_quant::Config::default();
     let config = Config {
         quant: ptq_quant::Config {
-            float_bitwidth: args.float_bitwidth,
+            float_bitwidth: args.float_bitwidth.unwrap_or(defaults.float_bitwidth),
             float_bias_bitwidth: args.float_bias_bitwidth,
-            ..ptq_quant::Config::default()
+            ..defaults
         },
         ..Config::default()
     };
@@ -67,4 +81,22 @@ pub fn convert(args: &ConvertArgs, ui: &Ui) -> Result<()> {
         folds.len()
     ));
     Ok(())
+}
+
+/// What --export_format stripped leaves unused: the model is written float as it is.
+fn warn_unused_with_stripped(args: &ConvertArgs, ui: &Ui) {
+    if let Some(file) = &args.quantization_overrides {
+        ui.ignored(
+            &format!("--quantization_overrides {}", file.display()),
+            "with --export_format stripped: the file is read and its names checked, but the model is written \
+             float with every encoding dropped; leave out --export_format stripped to attach them",
+        );
+    }
+    let float_flags = [
+        ("--float_bitwidth", args.float_bitwidth.is_some()),
+        ("--float_bias_bitwidth", args.float_bias_bitwidth.is_some()),
+    ];
+    for (flag, _) in float_flags.iter().filter(|(_, given)| *given) {
+        ui.ignored(flag, "with --export_format stripped: every tensor of the stripped model is float32");
+    }
 }

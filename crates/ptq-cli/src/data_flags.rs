@@ -6,7 +6,20 @@ use std::path::Path;
 use anyhow::{Result, bail};
 use ptq_data::{ReadOptions, ShapeBindings, parse_input_dimensions};
 
+use crate::UsageError;
 use crate::cli::{DataArgs, ShapeArgs};
+
+/// The data flags that exclude each other, as usage errors (before any work is done).
+pub fn check(args: &DataArgs) -> Result<()> {
+    if args.use_native_input_files && !args.native_input_tensor_names.is_empty() {
+        bail!(UsageError(
+            "--use_native_input_files reads every input natively and --native_input_tensor_names only \
+             the inputs it names: give one of them (qnn-net-run takes only one too)"
+                .into()
+        ));
+    }
+    Ok(())
+}
 
 /// How the input list's files are read and its shapes bound.
 pub fn read_options(args: &DataArgs) -> Result<ReadOptions> {

@@ -12,13 +12,25 @@ use ptq_pipeline::shares::{At, Shares};
 use ptq_pipeline::simulate::OutputSqnr;
 use ptq_quant::json::to_json;
 use ptq_quant::patterns::{Finding, Precision};
+use ptq_quant::rules::{Layout, Role};
 use ptq_quant::{Encodings, Kind, MinMax};
 
 use crate::UsageError;
 use crate::summary::LeftFloat;
 
-pub fn render(encodings: &Encodings, config: &Config) -> Result<String> {
-    Ok(to_json(encodings, &config.quantizer_args(), config.json_version)?)
+/// The encodings JSON. Its header's `is_symmetric` says what the weights got, not only what was
+/// asked: per-channel and per-row weights are symmetric under any --param_quantizer_schema.
+pub fn render(encodings: &Encodings, config: &Config, layout: &Layout) -> Result<String> {
+    let mut args = config.quantizer_args();
+    let mut weights = encodings
+        .tensors
+        .iter()
+        .filter(|(name, _)| matches!(layout.roles.get(*name), Some(Role::Weight { .. })))
+        .peekable();
+    if weights.peek().is_some() {
+        args.param_symmetric = weights.all(|(_, t)| t.encoding.symmetric);
+    }
+    Ok(to_json(encodings, &args, config.json_version)?)
 }
 
 /// Writes the model and its side files (encodings JSON, report) atomically; on failure nothing

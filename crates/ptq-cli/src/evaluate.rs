@@ -30,7 +30,8 @@ enum Mode<'a> {
 }
 
 /// The flags' mode; combinations clap cannot see are usage errors (exit 2).
-fn mode(args: &EvaluateArgs) -> Result<Mode<'_>> {
+fn mode<'a>(args: &'a EvaluateArgs, ui: &Ui) -> Result<Mode<'a>> {
+    crate::data_flags::check(&args.data)?;
     match (&args.float_model, &args.quantized_model, &args.input_model) {
         (Some(float), Some(quantized), None) => {
             let Some(list) = &args.input_list else {
@@ -39,7 +40,7 @@ fn mode(args: &EvaluateArgs) -> Result<Mode<'_>> {
             Ok(Mode::Files { float, quantized, list })
         }
         (None, None, Some(model)) => {
-            check_given(&args.given)?;
+            check_given(&args.given, ui)?;
             check_settings(&args.settings)?;
             let Some(calibration) = &args.input_list else {
                 bail!(UsageError(
@@ -60,7 +61,7 @@ fn mode(args: &EvaluateArgs) -> Result<Mode<'_>> {
 
 pub fn evaluate(args: &EvaluateArgs, ui: &Ui) -> Result<()> {
     let start = Instant::now();
-    let mode = mode(args)?;
+    let mode = mode(args, ui)?;
     // A bad labels file fails before any model runs.
     let labels = args.labels.as_deref().map(Labels::read).transpose()?;
     check_eval_list(args.eval_list.as_deref())?;
@@ -78,7 +79,7 @@ pub fn evaluate(args: &EvaluateArgs, ui: &Ui) -> Result<()> {
             let job = Job {
                 model,
                 overrides: args.given.quantization_overrides.as_deref(),
-                ignore_given: args.given.ignore_quantization_overrides,
+                ignore_given: args.given.ignore(),
                 allow_unknown_names: args.given.allow_unknown_override_names,
                 data: Data::Calibrate { list: calibration, read: &read, eval: None },
             };

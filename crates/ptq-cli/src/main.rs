@@ -19,6 +19,7 @@ mod run;
 mod summary;
 mod tensor_files;
 mod ui;
+mod unused_flags;
 
 use std::process::ExitCode;
 

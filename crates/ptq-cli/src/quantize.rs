@@ -118,17 +118,21 @@ fn range_settings(args: &QuantSettings) -> Result<(RangeSetting, RangeSetting)> 
 
 /// Flag combinations the spec (§1.1) forbids, as usage errors; returns the calibration list
 /// (`None`: float fallback).
-fn check_flags(args: &QuantizeArgs) -> Result<Option<PathBuf>> {
-    check_given(&args.given)?;
+fn check_flags(args: &QuantizeArgs, ui: &Ui) -> Result<Option<PathBuf>> {
+    if args.float_fallback {
+        warn_deprecated("--float_fallback", "--enable_float_fallback", ui);
+    }
+    check_given(&args.given, ui)?;
     check_settings(&args.settings)?;
-    if args.enable_float_fallback && args.given.ignore_quantization_overrides {
+    crate::data_flags::check(&args.data)?;
+    if args.float_fallback() && args.given.ignore() {
         bail!(UsageError(
             "--enable_float_fallback and --ignore_quantization_overrides cannot be used together: float \
              fallback only propagates the encodings that --ignore_quantization_overrides drops"
                 .into()
         ));
     }
-    match (&args.input_list, args.enable_float_fallback) {
+    match (&args.input_list, args.float_fallback()) {
         (Some(_), true) => bail!(UsageError(
             "--input_list and --enable_float_fallback cannot be provided at the same time: calibrate \
              with an input list, or fall back to float from the encodings the model already carries"
@@ -143,9 +147,24 @@ fn check_flags(args: &QuantizeArgs) -> Result<Option<PathBuf>> {
     }
 }
 
-/// The given-encodings flags that exclude each other (spec §1.1), as usage errors.
-pub fn check_given(given: &GivenArgs) -> Result<()> {
-    if given.ignore_quantization_overrides && given.quantization_overrides.is_some() {
+/// qairt's deprecated spellings work as the current ones, with the warning qairt prints.
+fn warn_deprecated(old: &str, new: &str, ui: &Ui) {
+    ui.warn(&format!("{old} is deprecated and will be removed; use {new}, which does the same"));
+}
+
+/// The given-encodings flags that exclude each other (spec §1.1), as usage errors; those that
+/// change nothing, as warnings.
+pub fn check_given(given: &GivenArgs, ui: &Ui) -> Result<()> {
+    if given.ignore_encodings {
+        warn_deprecated("--ignore_encodings", "--ignore_quantization_overrides", ui);
+    }
+    if given.allow_unknown_override_names && given.quantization_overrides.is_none() {
+        ui.ignored(
+            "--allow_unknown_override_names",
+            "without --quantization_overrides: there are no names to check",
+        );
+    }
+    if given.ignore() && given.quantization_overrides.is_some() {
         bail!(UsageError(
             "--quantization_overrides and --ignore_quantization_overrides cannot be used together: \
              give the overrides to use them, or drop them"
@@ -201,11 +220,18 @@ pub fn data_args(data: &DataArgs, settings: &QuantSettings, g: &Graph) -> Result
     let mut data = data.clone();
     match &settings.preserve_io_datatype {
         None => {}
-        Some(names) if names.is_empty() => data.use_native_input_files = true,
+        // Every input native: a name list would narrow that to the named inputs.
+        Some(names) if names.is_empty() => {
+            data.use_native_input_files = true;
+            data.native_input_tensor_names.clear();
+        }
         Some(names) => {
             for name in names {
                 if g.inputs.contains(name) {
-                    data.native_input_tensor_names.push(name.clone());
+                    // Already native when --use_native_input_files reads every input natively.
+                    if !data.use_native_input_files {
+                        data.native_input_tensor_names.push(name.clone());
+                    }
                 } else if !g.outputs.contains(name) {
                     bail!(UsageError(format!(
                         "--preserve_io_datatype names `{name}`, which is not an input or output of the model; \
@@ -246,9 +272,36 @@ pub fn encodings_path(output: &Path) -> PathBuf {
     output.with_file_name(format!("{stem}_encoding.json"))
 }
 
+/// The weight flags whose effect depends on per-channel/per-row weights, when it is not what
+/// their name suggests: said, never silent.
+fn warn_weight_granularity(args: &QuantSettings, param_schema: Schema, ui: &Ui) {
+    let by_slice = args.use_per_channel_quantization || args.use_per_row_quantization;
+    if param_schema == Schema::Asymmetric && by_slice {
+        ui.warn(
+            "--param_quantizer_schema asymmetric: per-channel and per-row weights are always symmetric (QNN \
+             requires it), so those weights are written symmetric (is_sym true in the encodings JSON); only \
+             per-tensor weights are asymmetric",
+        );
+    }
+    if args.adjust_bias_encoding && !by_slice {
+        ui.ignored(
+            "--adjust_bias_encoding",
+            "without --use_per_channel_quantization or --use_per_row_quantization: it widens the scales of \
+             per-channel weights, and every weight is per tensor; add one of them to use it",
+        );
+    } else if args.adjust_bias_encoding && args.bias_bitwidth != 32 {
+        ui.ignored(
+            "--adjust_bias_encoding",
+            "with --bias_bitwidth 8: it fits 32-bit biases derived from the weight scales, while 8-bit biases \
+             get their own range; use --bias_bitwidth 32 to use it",
+        );
+    }
+}
+
 /// The one configuration of this run, from the flags.
 pub fn config(args: &QuantSettings, json_version: JsonVersion, ui: &Ui) -> Result<Config> {
     let (act, param) = range_settings(args)?;
+    warn_weight_granularity(args, param.schema, ui);
     let act_calibration = act.method;
     let act = QuantSpec::new(args.act_bitwidth, act.schema);
     let weight = QuantSpec {
@@ -283,13 +336,8 @@ pub fn config(args: &QuantSettings, json_version: JsonVersion, ui: &Ui) -> Resul
 
 pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
     let start = Instant::now();
-    let list = check_flags(args)?;
-    if list.is_none() && args.settings.act_quantizer_calibration.is_some() {
-        ui.warn(
-            "--act_quantizer_calibration has no effect with --enable_float_fallback: there is no calibration \
-             data to set activation ranges from",
-        );
-    }
+    let list = check_flags(args, ui)?;
+    crate::unused_flags::before_run(args, ui);
     let output = output_path(args)?;
     let mut written = vec![output.clone(), report_path(&output)];
     if args.dump_encoding_json {
@@ -306,7 +354,7 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
         ],
     )?;
     check_eval_list(args.eval_list.as_deref())?;
-    let json_version = match args.encoding_version {
+    let json_version = match args.encoding_version.unwrap_or(EncodingVersion::V1_0_0) {
         EncodingVersion::V1_0_0 => JsonVersion::V1_0_0,
         EncodingVersion::V0_6_1 => JsonVersion::V0_6_1,
     };
@@ -317,7 +365,7 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
     let job = Job {
         model: &args.input_model,
         overrides: args.given.quantization_overrides.as_deref(),
-        ignore_given: args.given.ignore_quantization_overrides,
+        ignore_given: args.given.ignore(),
         allow_unknown_names: args.given.allow_unknown_override_names,
         data: match &list {
             Some(list) => Data::Calibrate { list, read: &read, eval: args.eval_list.as_deref() },
@@ -331,6 +379,7 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
         observed,
         chosen,
         folds,
+        unfolded,
         smoothed,
         sqnr,
         qdq,
@@ -346,10 +395,13 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
             args.input_model.display()
         );
     }
+    crate::unused_flags::after_run(args, &model.graph, &layout, &assignment, ui);
 
     let encodings = &assignment.encodings;
-    let json =
-        args.dump_encoding_json.then(|| crate::encodings_file::render(encodings, &config)).transpose()?;
+    let json = args
+        .dump_encoding_json
+        .then(|| crate::encodings_file::render(encodings, &config, &layout))
+        .transpose()?;
     let ranges = crate::encodings_file::Ranges {
         activations: config.quant.act_calibration,
         weights: config.quant.param_calibration,
@@ -373,6 +425,7 @@ pub fn quantize(args: &QuantizeArgs, ui: &Ui) -> Result<()> {
 
     let mut summary = Summary::new(&layout, &left, &assignment, sqnr, start.elapsed());
     summary.set_folds(&folds);
+    summary.set_unfolded(&unfolded);
     if list.is_some() {
         summary.set_ranges(&ranges);
     }

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use ptq_engine::{Engine, TractEngine, run_samples};
 use ptq_ir::Graph;
 use ptq_pipeline::Model;
@@ -19,6 +19,7 @@ use crate::ui::Ui;
 
 pub fn run(args: &RunArgs, ui: &Ui) -> Result<()> {
     let start = Instant::now();
+    crate::data_flags::check(&args.data)?;
     let model = lowered(Model::load(&args.input_model)?, ui)?;
     let samples = model.samples(&args.input_list, read_options(&args.data)?)?;
     for b in samples.inputs() {
@@ -105,28 +106,7 @@ fn lowered(model: Model, ui: &Ui) -> Result<Model> {
 /// The tensors to write: the list's `#node` / `%tensor` choices, else the graph outputs (and with
 /// `--debug` every tensor a node computes, in topological order).
 fn outputs_to_write(graph: &Graph, args: &RunArgs, samples: &ptq_data::Samples) -> Result<Vec<String>> {
-    let list = samples.list();
-    let mut names = Vec::new();
-    for node in &list.output_layers {
-        let Some(n) = graph.node_by_name(node) else {
-            bail!(
-                "{}:{}: the `#` line names node `{node}`, which the model does not have",
-                list.path.display(),
-                list.header_lines.layers.unwrap_or(1)
-            );
-        };
-        names.extend(n.outputs.iter().filter(|o| !o.is_empty()).cloned());
-    }
-    for tensor in &list.output_tensors {
-        if graph.tensor(tensor).is_none() {
-            bail!(
-                "{}:{}: the `%` line names tensor `{tensor}`, which the model does not have",
-                list.path.display(),
-                list.header_lines.tensors.unwrap_or(1)
-            );
-        }
-        names.push(tensor.clone());
-    }
+    let mut names = samples.list().requested_outputs(graph)?;
     if names.is_empty() {
         names = graph.outputs.clone();
     }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use ptq_algos::{Fold, Smoothing};
+use ptq_algos::{Fold, Skipped, Smoothing};
 use ptq_ir::{DataType, Graph};
 use ptq_pipeline::shares::Shares;
 use ptq_pipeline::simulate::OutputSqnr;
@@ -63,6 +63,8 @@ pub fn left_floats<'a>(
 pub struct Summary {
     /// Folded follower op type → count.
     folded: BTreeMap<&'static str, usize>,
+    /// BatchNormalizations left in the model: (node, why it could not be folded).
+    unfolded: Vec<(String, String)>,
     /// (bitwidth, kind) → count.
     by_bitwidth: BTreeMap<(u8, &'static str), usize>,
     by_origin: BTreeMap<&'static str, usize>,
@@ -109,6 +111,7 @@ impl Summary {
         let half = a.encodings.floats.values().filter(|f| f.bitwidth == 16).count();
         Summary {
             folded: BTreeMap::new(),
+            unfolded: Vec::new(),
             by_bitwidth,
             by_origin,
             left_float,
@@ -135,6 +138,10 @@ impl Summary {
         for f in folds {
             *self.folded.entry(f.kind.op_type()).or_default() += 1;
         }
+    }
+
+    pub fn set_unfolded(&mut self, skipped: &[Skipped]) {
+        self.unfolded = skipped.iter().map(|s| (s.node.clone(), s.reason.clone())).collect();
     }
 
     pub fn set_ranges(&mut self, r: &crate::encodings_file::Ranges) {
@@ -170,6 +177,11 @@ impl Summary {
             lines.push(format!(
                 "  folded     {} into the Conv/ConvTranspose/Gemm/MatMul layers before them (the report lists each)",
                 parts.join(", ")
+            ));
+        }
+        for (node, why) in &self.unfolded {
+            lines.push(format!(
+                "  not folded BatchNormalization `{node}`: {why}; it stays in the model, quantized as an op of its own"
             ));
         }
         if self.left_float.is_empty() {

@@ -32,6 +32,12 @@ impl Ui {
         }
     }
 
+    /// A flag that was given but changes nothing in this run: `{flag} has no effect {why}`, where
+    /// `why` starts with the reason ("with …", "without …") and says what happens instead.
+    pub fn ignored(&self, flag: &str, why: &str) {
+        self.warn(&format!("{flag} has no effect {why}"));
+    }
+
     /// Whether progress bars may be drawn (never when stderr is not a terminal).
     pub fn bars(&self) -> bool {
         !self.quiet && std::io::stderr().is_terminal()

@@ -27,6 +27,13 @@ pub enum Error {
     )]
     MisplacedHeader { list: PathBuf, line: usize, marker: char },
 
+    #[error(
+        "{}:{line}: the `{}` line names {what} `{name}`, which the model does not have; correct or \
+         remove the name",
+        list.display(), if *what == "node" { '#' } else { '%' }
+    )]
+    UnknownOutput { list: PathBuf, line: usize, what: &'static str, name: String },
+
     #[error("{}:{line}: entry '{token}' {reason}; write name:=path", list.display())]
     BadEntry { list: PathBuf, line: usize, token: String, reason: &'static str },
 

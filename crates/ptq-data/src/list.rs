@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use ptq_ir::Graph;
+
 use crate::Error;
 
 /// A parsed input list; every path in it has been checked to exist.
@@ -95,6 +97,30 @@ impl InputList {
             return Err(Error::ListEmpty { path: path.to_path_buf() });
         }
         Ok(list)
+    }
+}
+
+impl InputList {
+    /// The tensors the `#` line (node names: their outputs) and the `%` line (tensor names) ask
+    /// for, in that order, each name checked against `graph`; empty without those lines.
+    pub fn requested_outputs(&self, graph: &Graph) -> Result<Vec<String>, Error> {
+        let unknown = |line: Option<usize>, what: &'static str, name: &str| Error::UnknownOutput {
+            list: self.path.clone(),
+            line: line.unwrap_or(1),
+            what,
+            name: name.to_string(),
+        };
+        let mut names = Vec::new();
+        for node in &self.output_layers {
+            let n =
+                graph.node_by_name(node).ok_or_else(|| unknown(self.header_lines.layers, "node", node))?;
+            names.extend(n.outputs.iter().filter(|o| !o.is_empty()).cloned());
+        }
+        for tensor in &self.output_tensors {
+            graph.tensor(tensor).ok_or_else(|| unknown(self.header_lines.tensors, "tensor", tensor))?;
+            names.push(tensor.clone());
+        }
+        Ok(names)
     }
 }
 

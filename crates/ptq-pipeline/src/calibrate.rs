@@ -170,7 +170,7 @@ pub fn chosen_ranges(
     }
     let spec = |name: &str| match given.get(name).and_then(|g| g.given.bitwidth_spec(act)) {
         Some(spec) => spec,
-        None => own_bits.get(name).map_or(*act, |&bitwidth| QuantSpec { bitwidth, ..*act }),
+        None => own_bits.get(name).map_or(*act, |&bitwidth| act.at_bitwidth(bitwidth)),
     };
     let chosen: Vec<(String, MinMax)> = seen
         .par_iter()

@@ -53,16 +53,21 @@ pub fn gather(model: Model, overrides: Option<&Path>, ignore: bool, events: &dyn
     }
     let from_model = encodings.len();
     if let Some(path) = overrides {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read --quantization_overrides {}", path.display()))?;
-        let (file, warnings) = parse_overrides_with_warnings(path, &text)?;
-        for warning in warnings {
-            events.warn(&warning);
-        }
         // Overrides win over the model's own encodings (spec §1.1).
-        encodings.extend(file);
+        encodings.extend(read_overrides(path, events)?);
     }
     Ok(Given { model, encodings, from_model, dropped: 0, restored_relus: Vec::new() })
+}
+
+/// An overrides file's encodings, its warnings said.
+pub fn read_overrides(path: &Path, events: &dyn Events) -> Result<GivenEncodings> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --quantization_overrides {}", path.display()))?;
+    let (file, warnings) = parse_overrides_with_warnings(path, &text)?;
+    for warning in warnings {
+        events.warn(&warning);
+    }
+    Ok(file)
 }
 
 /// Ops whose output a Relu commonly follows and can go negative.

@@ -19,6 +19,7 @@ pub mod evaluate;
 mod events;
 pub mod given;
 mod model;
+mod notices;
 pub mod prepare;
 mod quantize;
 pub mod shares;

@@ -3,26 +3,26 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
-use ptq_algos::Fold;
+use ptq_algos::{Fold, Skipped};
 use ptq_data::BoundInput;
 use ptq_export::required_opset;
 use ptq_onnx::Loaded;
 use ptq_onnx::proto::ModelProto;
-use ptq_quant::{Config, Given, GivenEncodings, MinMax};
+use ptq_quant::{Given, GivenEncodings, MinMax};
 
 use crate::model::Model;
 
 /// The float model ptq calibrates: converted to the opset its QDQ form needs (DESIGN.md
 /// Decision 3), with BatchNormalization and per-channel Add/Sub/Mul folded into the layers
 /// before them (Decision 11; qairt's converter squashes them the same way). `own_bits`: the
-/// bitwidths patterns will give some tensors (`ptq_quant::patterns`). Returns it with the folds
-/// made.
+/// bitwidths ptq itself will give tensors besides the given encodings (the configured ones when
+/// calibrating, those patterns choose: `ptq_quant::patterns`). Returns it with the folds made and the
+/// BatchNormalizations that could not be folded (they stay in the model, quantized as their own op).
 pub fn prepare(
     original: &Model,
-    config: &Config,
     given: &GivenEncodings,
     own_bits: &[u8],
-) -> Result<(Model, Vec<Fold>)> {
+) -> Result<(Model, Vec<Fold>, Vec<Skipped>)> {
     let mut loaded = original.loaded.clone();
     let current = original.opset();
     let given_bits = given.values().filter_map(|g| match &g.given {
@@ -30,17 +30,11 @@ pub fn prepare(
         Given::Bitwidth { bitwidth, .. } => Some(*bitwidth),
         Given::Float { .. } => None,
     });
-    let target = required_opset(
-        [config.act.bitwidth, config.weight.bitwidth]
-            .into_iter()
-            .chain(given_bits)
-            .chain(own_bits.iter().copied()),
-        current,
-    );
+    let target = required_opset(given_bits.chain(own_bits.iter().copied()), current);
     loaded.model = upgraded(&loaded, current, target)?;
     let folded = ptq_algos::fold_layers(&loaded.model, loaded.dir(), &|t| given.contains_key(t))?;
     loaded.model = folded.model;
-    Ok((Model::new(loaded)?, folded.folded))
+    Ok((Model::new(loaded)?, folded.folded, folded.skipped))
 }
 
 /// `model` at the opset its tensors of `bits` need (itself when it has it already): for tensors

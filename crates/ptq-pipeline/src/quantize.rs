@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
-use ptq_algos::{Fold, Follower, Smoothing};
+use ptq_algos::{Fold, Follower, Skipped, Smoothing};
 use ptq_data::{ReadOptions, ShapeBindings};
 use ptq_export::qdq_model;
 use ptq_ir::Graph;
@@ -17,6 +17,7 @@ use ptq_quant::rules::{Layout, layout};
 use ptq_quant::{Assignment, Histogram, Method, MinMax, Mode, assign};
 
 use crate::calibrate::{Calibration, calibrate, chosen_ranges};
+use crate::notices::{warn_output_lines, warn_unrestricted};
 use crate::prepare::{float_tensors, prepare, with_bits};
 use crate::shares::{Shares, shares};
 use crate::simulate::{OutputSqnr, measure_sqnr, measure_sqnr_on_list};
@@ -49,6 +50,25 @@ pub struct Job<'a> {
     pub data: Data<'a>,
 }
 
+/// The bitwidths this run gives tensors besides the given encodings, which the opset must allow
+/// before calibration converts it. Float fallback quantizes nothing of its own but the weights
+/// --keep_weights_quantized keeps: the configured activation bitwidth must not raise the opset.
+fn own_bits(config: &Config, job: &Job, given: &given::Given) -> Vec<u8> {
+    let (act, weight) = (config.quant.act.bitwidth, config.quant.weight.bitwidth);
+    match job.data {
+        Data::Calibrate { .. } => {
+            // Square sums get 16-bit tensors.
+            let square_sums = patterns::square_sums(&given.model.graph, act);
+            let wide = square_sums.iter().flat_map(|f| &f.tensors).any(|t| !given.encodings.contains_key(t));
+            let mut bits = vec![act, weight];
+            bits.extend(wide.then_some(patterns::SQUARE_SUM_BITWIDTH));
+            bits
+        }
+        Data::FloatFallback { .. } if config.quant.keep_weights_quantized => vec![weight],
+        Data::FloatFallback { .. } => Vec::new(),
+    }
+}
+
 /// The result of a run: the QDQ model and everything the summaries report.
 pub struct Quantized {
     /// The model as calibrated (opset converted, layers folded).
@@ -61,6 +81,8 @@ pub struct Quantized {
     /// min-max; narrower where a range search clipped); empty in float fallback.
     pub chosen: BTreeMap<String, MinMax>,
     pub folds: Vec<Fold>,
+    /// The BatchNormalizations that could not be folded, with the reason.
+    pub unfolded: Vec<Skipped>,
     /// The activations whose outlier channels were migrated into weights (SmoothQuant).
     pub smoothed: Vec<Smoothing>,
     /// Per graph output, on samples spread over the list or on the whole evaluation list; empty
@@ -79,12 +101,7 @@ pub struct Quantized {
 pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quantized> {
     let t = Instant::now();
     let mut given = given::gather(Model::load(job.model)?, job.overrides, job.ignore_given, events)?;
-    // Square sums get 16-bit tensors: the opset must allow them before calibration converts it.
-    let square_sums = patterns::square_sums(&given.model.graph, config.quant.act.bitwidth);
-    let wide = matches!(job.data, Data::Calibrate { .. })
-        && square_sums.iter().flat_map(|f| &f.tensors).any(|t| !given.encodings.contains_key(t));
-    let own_bits: &[u8] = if wide { &[patterns::SQUARE_SUM_BITWIDTH] } else { &[] };
-    let (model, folds) = prepare(&given.model, &config.quant, &given.encodings, own_bits)?;
+    let (model, folds, unfolded) = prepare(&given.model, &given.encodings, &own_bits(config, job, &given))?;
     given::check(&mut given.encodings, &given.model.graph, &model.graph, job.allow_unknown_names, events)?;
     events.timed("load, convert, fold", t.elapsed());
     let (mut model, smoothed) = match (&job.data, config.smooth) {
@@ -98,9 +115,11 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
         _ => (model, Vec::new()),
     };
     let mut layout = layout(&model.graph, config.rules, &|t| given.encodings.contains_key(t));
+    warn_unrestricted(config, &given.encodings, &layout, events);
     let (assignment, observed, chosen, sqnr, found, inputs) = match &job.data {
         Data::Calibrate { list, read, eval } => {
             let samples = model.samples(list, read(&model.graph)?)?;
+            warn_output_lines(samples.list(), &given.model.graph, events)?;
             // An evaluation list is read before calibrating, so that a bad one fails first.
             let eval = eval.map(|eval| model.samples(eval, read(&model.graph)?)).transpose()?;
             let t = Instant::now();
@@ -120,12 +139,18 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
             let mut found = patterns::find(&model.graph, &layout, &observed, &given.encodings, act_bits)?;
             patterns::apply(&mut layout, &found);
             if let (Method::Auto, Some(seen)) = (method, &histograms) {
-                let wide = patterns::outliers(&model.graph, &layout, seen, &given.encodings, act_bits);
+                let wide = patterns::sixteen_bit_activations(
+                    &model.graph,
+                    &layout,
+                    seen,
+                    &given.encodings,
+                    act_bits,
+                );
                 let opset = model.opset();
                 if !wide.is_empty() {
                     // Calibration ran at the opset of 8-bit tensors: the same model at the one its
                     // 16-bit tensors need (names kept, so what was seen still holds).
-                    model = with_bits(model, &[patterns::OUTLIER_BITWIDTH])?;
+                    model = with_bits(model, &[patterns::WIDE_BITWIDTH])?;
                 }
                 if model.opset() != opset {
                     layout = ptq_quant::rules::layout(&model.graph, config.rules, &|t| {
@@ -206,6 +231,7 @@ pub fn quantize(config: &Config, job: &Job, events: &dyn Events) -> Result<Quant
         observed,
         chosen,
         folds,
+        unfolded,
         smoothed,
         sqnr,
         qdq,

@@ -26,7 +26,7 @@ impl Given {
             Some(false) => Schema::Asymmetric,
             None => act.schema,
         };
-        Some(QuantSpec { bitwidth: *bitwidth, schema, ..*act })
+        Some(QuantSpec { schema, ..act.at_bitwidth(*bitwidth) })
     }
 }
 

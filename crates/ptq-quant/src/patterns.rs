@@ -49,6 +49,12 @@ pub enum Pattern {
     /// the rest stays near 1 (anchors.md pattern 2). At 8 bits either the outliers are clipped
     /// or the bulk loses its levels; at 16 both keep theirs, and no MAC leaves 8 bit.
     Outliers,
+    /// A transformer's residual stream where no multiply-accumulate layer reads it: what a layer
+    /// norm normalises (LayerNormalization's input, or the `x` of a decomposed `x − mean(x)`) and
+    /// the branches an Add sums into it. Its outlier channels set the scale that the norm divides
+    /// out again, so at 8 bits the other channels keep a few levels; at 16 they keep theirs, and
+    /// no MAC leaves 8 bit.
+    ResidualStream,
 }
 
 impl Pattern {
@@ -57,6 +63,7 @@ impl Pattern {
             Pattern::MaskingValue => "masking value",
             Pattern::SquareSum => "square sum before a square root",
             Pattern::Outliers => "isolated outliers outside multiply-accumulate inputs",
+            Pattern::ResidualStream => "residual stream",
         }
     }
 }
@@ -91,6 +98,9 @@ impl Finding {
             (Pattern::Outliers, Precision::Bits(bits)) => {
                 format!("{first}{} with isolated outliers at {bits} bit", and("tensor"))
             }
+            (Pattern::ResidualStream, Precision::Bits(bits)) => {
+                format!("{first}{} entering a layer norm at {bits} bit", and("tensor"))
+            }
             (_, Precision::Bits(bits)) => {
                 format!("{first}{} before `{}` at {bits} bit", and("tensor"), self.at)
             }
@@ -123,18 +133,19 @@ pub fn find(
     Ok(found)
 }
 
-/// Classes with isolated outliers ([`calibration::has_outliers`]) that no Conv, ConvTranspose,
-/// Gemm or MatMul reads as an operand, when activations are narrower than 16 bits: one finding
-/// per class, at 16 bit. Classes with a given encoding, a fixed range (Sigmoid, Softmax) or a
-/// precision of their own already are left alone.
-pub fn outliers(
+/// Activation classes that no Conv, ConvTranspose, Gemm or MatMul reads as an operand and that
+/// 8 bits serve badly, when activations are narrower than 16 bits: the residual stream
+/// ([`Pattern::ResidualStream`]) and those with isolated outliers ([`calibration::has_outliers`],
+/// [`Pattern::Outliers`]). One finding per class, at 16 bit; classes with a given encoding, a
+/// fixed range (Sigmoid, Softmax) or a precision of their own already are left alone.
+pub fn sixteen_bit_activations(
     graph: &Graph,
     layout: &Layout,
     histograms: &BTreeMap<String, Histogram>,
     given: &GivenEncodings,
     act_bitwidth: u8,
 ) -> Vec<Finding> {
-    if act_bitwidth >= OUTLIER_BITWIDTH {
+    if act_bitwidth >= WIDE_BITWIDTH {
         return Vec::new();
     }
     let operand = |m: &String| {
@@ -142,6 +153,7 @@ pub fn outliers(
             .consumers(m)
             .any(|n| MAC_OPS.contains(&n.op_type.as_str()) && n.inputs.iter().take(2).any(|i| i == m))
     };
+    let outliers = |m: &String| histograms.get(m).is_some_and(calibration::has_outliers);
     layout
         .classes
         .iter()
@@ -150,20 +162,51 @@ pub fn outliers(
             !layout.own_precision.contains_key(c)
                 && class.fixed_range.is_none()
                 && !class.members.iter().any(|m| given.contains_key(m) || operand(m))
-                && class.members.iter().any(|m| histograms.get(m).is_some_and(calibration::has_outliers))
         })
-        .map(|(_, class)| Finding {
-            pattern: Pattern::Outliers,
-            at: class.members[0].clone(),
-            tensors: class.members.iter().filter(|m| histograms.contains_key(*m)).cloned().collect(),
-            precision: Precision::Bits(OUTLIER_BITWIDTH),
+        .filter_map(|(_, class)| {
+            let pattern = if class.members.iter().any(|m| residual_stream(graph, m)) {
+                Pattern::ResidualStream
+            } else if class.members.iter().any(outliers) {
+                Pattern::Outliers
+            } else {
+                return None;
+            };
+            let tensors: Vec<String> =
+                class.members.iter().filter(|m| histograms.contains_key(*m)).cloned().collect();
+            let at = class.members[0].clone();
+            (!tensors.is_empty()).then_some(Finding {
+                pattern,
+                at,
+                tensors,
+                precision: Precision::Bits(WIDE_BITWIDTH),
+            })
         })
-        .filter(|f| !f.tensors.is_empty())
         .collect()
 }
 
-/// The bitwidth of [`outliers`]' classes.
-pub const OUTLIER_BITWIDTH: u8 = 16;
+/// Whether `x` is normalised by a layer norm, or summed by an Add into what is.
+fn residual_stream(graph: &Graph, x: &String) -> bool {
+    normalised(graph, x)
+        || graph
+            .consumers(x)
+            .any(|n| n.op_type == "Add" && n.outputs.first().is_some_and(|o| normalised(graph, o)))
+}
+
+/// Whether a layer norm normalises `x`: a LayerNormalization's input, or `x − ReduceMean(x)`.
+fn normalised(graph: &Graph, x: &String) -> bool {
+    graph.consumers(x).any(|n| match n.op_type.as_str() {
+        "LayerNormalization" => n.inputs.first() == Some(x),
+        "ReduceMean" => n.outputs.first().is_some_and(|mean| {
+            graph
+                .consumers(mean)
+                .any(|s| s.op_type == "Sub" && s.inputs.first() == Some(x) && s.inputs.get(1) == Some(mean))
+        }),
+        _ => false,
+    })
+}
+
+/// The bitwidth of [`sixteen_bit_activations`]' classes.
+pub const WIDE_BITWIDTH: u8 = 16;
 
 /// Records each finding's precision on the classes of its tensors. A class with two findings
 /// takes float over a bitwidth, and the wider bitwidth of two.

@@ -45,4 +45,24 @@ impl QuantSpec {
     pub fn new(bitwidth: u8, schema: Schema) -> Self {
         QuantSpec { bitwidth, schema, strict: false, restricted: None }
     }
+
+    /// This spec at `bitwidth`. A restricted grid belongs to the bitwidth it was given for: at
+    /// another one (an override's) the full grid is used, so integers never leave their storage
+    /// type (a 16-bit grid on int8 weights would wrap).
+    pub fn at_bitwidth(&self, bitwidth: u8) -> QuantSpec {
+        let restricted = self.restricted.filter(|_| bitwidth == self.bitwidth);
+        QuantSpec { bitwidth, restricted, ..*self }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restricted_grid_stays_with_its_bitwidth() {
+        let w16 = QuantSpec { restricted: Some((-0x8000, 0x7F7F)), ..QuantSpec::new(16, Schema::Symmetric) };
+        assert_eq!(w16.at_bitwidth(16), w16);
+        assert_eq!(w16.at_bitwidth(8), QuantSpec::new(8, Schema::Symmetric));
+    }
 }

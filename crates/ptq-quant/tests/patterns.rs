@@ -284,14 +284,67 @@ fn isolated_outliers_outside_mac_operands_go_to_16_bit() {
     }
     histograms.insert("x".to_string(), Histogram::of(&bulk[..100_000]));
     let l = layout(&g, RuleOptions::default(), &|_| false);
-    let found = ptq_quant::patterns::outliers(&g, &l, &histograms, &GivenEncodings::new(), 8);
+    let found = ptq_quant::patterns::sixteen_bit_activations(&g, &l, &histograms, &GivenEncodings::new(), 8);
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!((found[0].pattern, found[0].precision), (Pattern::Outliers, Precision::Bits(16)));
     assert_eq!(found[0].tensors, vec!["h".to_string()]);
-    assert!(ptq_quant::patterns::outliers(&g, &l, &histograms, &GivenEncodings::new(), 16).is_empty());
+    assert!(
+        ptq_quant::patterns::sixteen_bit_activations(&g, &l, &histograms, &GivenEncodings::new(), 16)
+            .is_empty()
+    );
     // Without the outlier nothing is found.
     let mut h = Histogram::default();
     h.observe(&bulk[..100_000]);
     histograms.insert("h".to_string(), h);
-    assert!(ptq_quant::patterns::outliers(&g, &l, &histograms, &GivenEncodings::new(), 8).is_empty());
+    assert!(
+        ptq_quant::patterns::sixteen_bit_activations(&g, &l, &histograms, &GivenEncodings::new(), 8)
+            .is_empty()
+    );
+}
+
+/// A post-norm transformer block: `h = x + (m + b)` enters a LayerNormalization whose output a
+/// MatMul reads, and a decomposed norm `v − ReduceMean(v)`. What the norms normalise (`h`,
+/// `v`) and the branch summed into `h` (`d = m + b`) go to 16 bit, found without any outlier;
+/// the MatMul's operands stay at the activation bitwidth.
+#[test]
+fn the_residual_stream_into_layer_norms_goes_to_16_bit() {
+    use ptq_quant::Histogram;
+    let g = graph(
+        vec![
+            build::node("MatMul", "mm", &["x", "w"], &["m"]),
+            build::node("Add", "bias", &["m", "b"], &["d"]),
+            build::node("Add", "residual", &["x", "d"], &["h"]),
+            build::node("LayerNormalization", "ln", &["h", "gamma"], &["n"]),
+            build::node("MatMul", "next", &["n", "w2"], &["v"]),
+            build::node("ReduceMean", "mean", &["v"], &["mu"]),
+            build::node("Sub", "centre", &["v", "mu"], &["out"]),
+        ],
+        &["x"],
+        vec![
+            build::f32_tensor("w", &[4, 4], &[0.5; 16]),
+            build::f32_tensor("w2", &[4, 4], &[0.25; 16]),
+            build::f32_tensor("b", &[4], &[0.1; 4]),
+            build::f32_tensor("gamma", &[4], &[1.0; 4]),
+        ],
+        "out",
+    );
+    let bulk: Vec<f32> = (0..1000).map(|i| -1.0 + 2.0 * i as f32 / 1000.0).collect();
+    let histograms: BTreeMap<String, Histogram> = ["x", "m", "d", "h", "n", "v", "mu", "out"]
+        .iter()
+        .map(|t| (t.to_string(), Histogram::of(&bulk)))
+        .collect();
+    let l = layout(&g, RuleOptions::default(), &|_| false);
+    let found = ptq_quant::patterns::sixteen_bit_activations(&g, &l, &histograms, &GivenEncodings::new(), 8);
+    let wide: Vec<&str> = found.iter().flat_map(|f| f.tensors.iter().map(String::as_str)).collect();
+    assert!(found.iter().all(|f| (f.pattern, f.precision) == (Pattern::ResidualStream, Precision::Bits(16))));
+    for t in ["d", "h", "v"] {
+        assert!(wide.contains(&t), "{t} in {wide:?}");
+    }
+    for t in ["x", "n", "m"] {
+        assert!(!wide.contains(&t), "{t} is read by a MatMul or not in the stream: {wide:?}");
+    }
+    assert!(
+        ptq_quant::patterns::sixteen_bit_activations(&g, &l, &histograms, &GivenEncodings::new(), 16)
+            .is_empty()
+    );
 }

@@ -121,7 +121,7 @@ pub fn assign(
         let shared = merged.classes(root).find_map(|c| class_fixed[c]);
         let own = own_precision(layout, &merged, root);
         let spec = match own {
-            Some(Precision::Bits(bitwidth)) => QuantSpec { bitwidth, ..config.act },
+            Some(Precision::Bits(bitwidth)) => config.act.at_bitwidth(bitwidth),
             _ => config.act,
         };
         let calibrated = match (shared, mode) {
@@ -214,7 +214,7 @@ pub fn assign(
                     continue;
                 }
                 Some(Given::Bitwidth { bitwidth, .. }) => {
-                    let spec = QuantSpec { bitwidth: *bitwidth, ..config.weight };
+                    let spec = config.weight.at_bitwidth(*bitwidth);
                     weight_encoding(
                         graph,
                         name,
