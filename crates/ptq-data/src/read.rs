@@ -4,7 +4,7 @@
 //! a file format.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 
 use bytes::Bytes;
@@ -32,8 +32,7 @@ pub(crate) fn read_file(path: &Path, input: &BoundInput, native: bool) -> Result
 
 /// The shape in a `.npy` header, without reading the data.
 pub(crate) fn npy_shape(path: &Path) -> Result<Vec<usize>, Error> {
-    let file = File::open(path).map_err(|err| file_error(path, err))?;
-    let header = NpyHeader::from_reader(BufReader::new(file)).map_err(|e| npy_error(path, e))?;
+    let header = NpyHeader::from_reader(open_npy(path)?).map_err(|e| npy_error(path, e))?;
     npy_dims(path, &header)
 }
 
@@ -95,9 +94,34 @@ fn size_hint(input: &BoundInput, native: bool, actual: u64) -> String {
     }
 }
 
+/// Opens a `.npy` file for npyz once its header length is known to fit in the file: npyz
+/// allocates whatever length the file claims (up to 4 GiB) before reading the header.
+fn open_npy(path: &Path) -> Result<BufReader<File>, Error> {
+    let mut file = File::open(path).map_err(|err| file_error(path, err))?;
+    let size = file.metadata().map_err(|err| file_error(path, err))?.len();
+    let mut prefix = Vec::with_capacity(12);
+    (&mut file).take(12).read_to_end(&mut prefix).map_err(|err| file_error(path, err))?;
+    // Magic (6 bytes), version (2), then the header length: u16 in version 1, u32 after.
+    let claimed = match (prefix.get(..6), prefix.get(6), prefix.get(8..)) {
+        (Some(b"\x93NUMPY"), Some(1), Some(len)) if len.len() >= 2 => {
+            Some(10 + u64::from(u16::from_le_bytes([len[0], len[1]])))
+        }
+        (Some(b"\x93NUMPY"), Some(2 | 3), Some(len)) if len.len() == 4 => {
+            Some(12 + u64::from(u32::from_le_bytes([len[0], len[1], len[2], len[3]])))
+        }
+        _ => None, // npyz says what is wrong with it
+    };
+    if let Some(end) = claimed.filter(|&end| end > size) {
+        let reason =
+            format!("its header claims to end at byte {end}, past the end of the file ({size} bytes)");
+        return Err(Error::Npy { path: path.to_path_buf(), reason });
+    }
+    file.rewind().map_err(|err| file_error(path, err))?;
+    Ok(BufReader::new(file))
+}
+
 fn read_npy(path: &Path, input: &BoundInput) -> Result<Tensor, Error> {
-    let file = File::open(path).map_err(|err| file_error(path, err))?;
-    let npy = NpyFile::new(BufReader::new(file)).map_err(|e| npy_error(path, e))?;
+    let npy = NpyFile::new(open_npy(path)?).map_err(|e| npy_error(path, e))?;
     if npy.order() == Order::Fortran {
         return Err(Error::NpyFortran { path: path.to_path_buf() });
     }
@@ -529,5 +553,23 @@ pub(crate) mod tests {
     fn unreadable_types() {
         assert!(readable(DataType::Bool) && readable(DataType::Bfloat16));
         assert!(!readable(DataType::String) && !readable(DataType::Int4) && !readable(DataType::Complex64));
+    }
+
+    /// Found by fuzzing (fuzz target `input_list`): a version-3 header whose length field says
+    /// 3.3 GB made npyz allocate that much for a 200-byte file.
+    #[test]
+    fn fuzz_npy_header_longer_than_the_file_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let p = tmp(&d, "x.npy");
+        let mut bytes = b"\x93NUMPY\x03\x00".to_vec();
+        bytes.extend_from_slice(&0xc4c4_c4c4u32.to_le_bytes());
+        bytes.extend_from_slice(&[b' '; 100]);
+        std::fs::write(&p, bytes).unwrap();
+        let expect = "x.npy is not a readable .npy file: its header claims to end at byte 3301229776, \
+                      past the end of the file (112 bytes)";
+        let m = npy_shape(&p).unwrap_err().to_string();
+        assert!(m.contains(expect), "{m}");
+        let m = read_file(&p, &input("x", DataType::Float, &[2]), false).unwrap_err().to_string();
+        assert!(m.contains(expect), "{m}");
     }
 }
