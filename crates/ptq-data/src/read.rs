@@ -104,20 +104,60 @@ fn open_npy(path: &Path) -> Result<BufReader<File>, Error> {
     // Magic (6 bytes), version (2), then the header length: u16 in version 1, u32 after.
     let claimed = match (prefix.get(..6), prefix.get(6), prefix.get(8..)) {
         (Some(b"\x93NUMPY"), Some(1), Some(len)) if len.len() >= 2 => {
-            Some(10 + u64::from(u16::from_le_bytes([len[0], len[1]])))
+            Some((10, 10 + u64::from(u16::from_le_bytes([len[0], len[1]]))))
         }
         (Some(b"\x93NUMPY"), Some(2 | 3), Some(len)) if len.len() == 4 => {
-            Some(12 + u64::from(u32::from_le_bytes([len[0], len[1], len[2], len[3]])))
+            Some((12, 12 + u64::from(u32::from_le_bytes([len[0], len[1], len[2], len[3]]))))
         }
         _ => None, // npyz says what is wrong with it
     };
-    if let Some(end) = claimed.filter(|&end| end > size) {
-        let reason =
-            format!("its header claims to end at byte {end}, past the end of the file ({size} bytes)");
-        return Err(Error::Npy { path: path.to_path_buf(), reason });
+    if let Some((start, end)) = claimed {
+        let bad = |reason: String| Error::Npy { path: path.to_path_buf(), reason };
+        if end > size {
+            return Err(bad(format!(
+                "its header claims to end at byte {end}, past the end of the file ({size} bytes)"
+            )));
+        }
+        // The header text: what the prefix read of it (version 1 starts inside the prefix), then the rest.
+        let mut text = prefix[start..(end as usize).min(prefix.len())].to_vec();
+        (&mut file)
+            .take(end.saturating_sub(prefix.len() as u64))
+            .read_to_end(&mut text)
+            .map_err(|err| file_error(path, err))?;
+        let depth = nesting(&text);
+        if depth > MAX_NESTING {
+            return Err(bad(format!(
+                "its header nests brackets {depth} deep; a .npy header is a flat dict (numpy writes at most \
+                 a few levels), so the file is damaged"
+            )));
+        }
     }
     file.rewind().map_err(|err| file_error(path, err))?;
     Ok(BufReader::new(file))
+}
+
+/// The deepest bracket nesting a `.npy` header may have: numpy's own headers reach 2 (a shape
+/// tuple) and nested structured dtypes a few more; npyz's header parser backtracks
+/// exponentially in the depth, so a damaged header with many brackets would never finish.
+const MAX_NESTING: usize = 8;
+
+/// The deepest nesting of `(`, `[` and `{` in `text`, outside quoted strings.
+fn nesting(text: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut quote) = (0usize, 0, None);
+    for &b in text {
+        match (quote, b) {
+            (Some(q), _) if b == q => quote = None,
+            (Some(_), _) => {}
+            (None, b'\'' | b'"') => quote = Some(b),
+            (None, b'(' | b'[' | b'{') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (None, b')' | b']' | b'}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn read_npy(path: &Path, input: &BoundInput) -> Result<Tensor, Error> {
@@ -571,5 +611,24 @@ pub(crate) mod tests {
         assert!(m.contains(expect), "{m}");
         let m = read_file(&p, &input("x", DataType::Float, &[2]), false).unwrap_err().to_string();
         assert!(m.contains(expect), "{m}");
+    }
+
+    /// Found by fuzzing (fuzz target `input_list`): a header nesting ninety `[` kept npyz's parser
+    /// busy for minutes (its backtracking is exponential in the nesting).
+    #[test]
+    fn fuzz_npy_header_nested_too_deep_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let p = tmp(&d, "x.npy");
+        let header =
+            format!("{{{}'descr': '<f4', 'fortran_order': False, 'shape': (2,), }}\n", "[".repeat(90));
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(&[0u8; 8]);
+        std::fs::write(&p, bytes).unwrap();
+        let m = npy_shape(&p).unwrap_err().to_string();
+        assert!(m.contains("x.npy is not a readable .npy file: its header nests brackets 92 deep"), "{m}");
+        let m = read_file(&p, &input("x", DataType::Float, &[2]), false).unwrap_err().to_string();
+        assert!(m.contains("nests brackets 92 deep"), "{m}");
     }
 }
