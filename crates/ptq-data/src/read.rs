@@ -4,7 +4,7 @@
 //! a file format.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 
 use bytes::Bytes;
@@ -36,8 +36,7 @@ pub(crate) fn read_file(path: &Path, input: &BoundInput, native: bool) -> Result
 
 /// The shape in a `.npy` header, without reading the data.
 pub(crate) fn npy_shape(path: &Path) -> Result<Vec<usize>, Error> {
-    let file = File::open(path).map_err(|err| file_error(path, err))?;
-    let header = NpyHeader::from_reader(BufReader::new(file)).map_err(|e| npy_error(path, e))?;
+    let header = NpyHeader::from_reader(open_npy(path)?).map_err(|e| npy_error(path, e))?;
     npy_dims(path, &header)
 }
 
@@ -99,9 +98,74 @@ fn size_hint(input: &BoundInput, native: bool, actual: u64) -> String {
     }
 }
 
+/// Opens a `.npy` file for npyz once its header length is known to fit in the file: npyz
+/// allocates whatever length the file claims (up to 4 GiB) before reading the header.
+fn open_npy(path: &Path) -> Result<BufReader<File>, Error> {
+    let mut file = File::open(path).map_err(|err| file_error(path, err))?;
+    let size = file.metadata().map_err(|err| file_error(path, err))?.len();
+    let mut prefix = Vec::with_capacity(12);
+    (&mut file).take(12).read_to_end(&mut prefix).map_err(|err| file_error(path, err))?;
+    // Magic (6 bytes), version (2), then the header length: u16 in version 1, u32 after.
+    let claimed = match (prefix.get(..6), prefix.get(6), prefix.get(8..)) {
+        (Some(b"\x93NUMPY"), Some(1), Some(len)) if len.len() >= 2 => {
+            Some((10, 10 + u64::from(u16::from_le_bytes([len[0], len[1]]))))
+        }
+        (Some(b"\x93NUMPY"), Some(2 | 3), Some(len)) if len.len() == 4 => {
+            Some((12, 12 + u64::from(u32::from_le_bytes([len[0], len[1], len[2], len[3]]))))
+        }
+        _ => None, // npyz says what is wrong with it
+    };
+    if let Some((start, end)) = claimed {
+        let bad = |reason: String| Error::Npy { path: path.to_path_buf(), reason };
+        if end > size {
+            return Err(bad(format!(
+                "its header claims to end at byte {end}, past the end of the file ({size} bytes)"
+            )));
+        }
+        // The header text: what the prefix read of it (version 1 starts inside the prefix), then the rest.
+        let mut text = prefix[start..(end as usize).min(prefix.len())].to_vec();
+        (&mut file)
+            .take(end.saturating_sub(prefix.len() as u64))
+            .read_to_end(&mut text)
+            .map_err(|err| file_error(path, err))?;
+        let depth = nesting(&text);
+        if depth > MAX_NESTING {
+            return Err(bad(format!(
+                "its header nests brackets {depth} deep; a .npy header is a flat dict (numpy writes at most \
+                 a few levels), so the file is damaged"
+            )));
+        }
+    }
+    file.rewind().map_err(|err| file_error(path, err))?;
+    Ok(BufReader::new(file))
+}
+
+/// The deepest bracket nesting a `.npy` header may have: numpy's own headers reach 2 (a shape
+/// tuple) and nested structured dtypes a few more; npyz's header parser backtracks
+/// exponentially in the depth, so a damaged header with many brackets would never finish.
+const MAX_NESTING: usize = 8;
+
+/// The deepest nesting of `(`, `[` and `{` in `text`, outside quoted strings.
+fn nesting(text: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut quote) = (0usize, 0, None);
+    for &b in text {
+        match (quote, b) {
+            (Some(q), _) if b == q => quote = None,
+            (Some(_), _) => {}
+            (None, b'\'' | b'"') => quote = Some(b),
+            (None, b'(' | b'[' | b'{') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (None, b')' | b']' | b'}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 fn read_npy(path: &Path, input: &BoundInput) -> Result<Tensor, Error> {
-    let file = File::open(path).map_err(|err| file_error(path, err))?;
-    let npy = NpyFile::new(BufReader::new(file)).map_err(|e| npy_error(path, e))?;
+    let npy = NpyFile::new(open_npy(path)?).map_err(|e| npy_error(path, e))?;
     if npy.order() == Order::Fortran {
         return Err(Error::NpyFortran { path: path.to_path_buf() });
     }
@@ -546,5 +610,42 @@ pub(crate) mod tests {
     fn unreadable_types() {
         assert!(readable(DataType::Bool) && readable(DataType::Bfloat16));
         assert!(!readable(DataType::String) && !readable(DataType::Int4) && !readable(DataType::Complex64));
+    }
+
+    /// Found by fuzzing (fuzz target `input_list`): a version-3 header whose length field says
+    /// 3.3 GB made npyz allocate that much for a 200-byte file.
+    #[test]
+    fn fuzz_npy_header_longer_than_the_file_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let p = tmp(&d, "x.npy");
+        let mut bytes = b"\x93NUMPY\x03\x00".to_vec();
+        bytes.extend_from_slice(&0xc4c4_c4c4u32.to_le_bytes());
+        bytes.extend_from_slice(&[b' '; 100]);
+        std::fs::write(&p, bytes).unwrap();
+        let expect = "x.npy is not a readable .npy file: its header claims to end at byte 3301229776, \
+                      past the end of the file (112 bytes)";
+        let m = npy_shape(&p).unwrap_err().to_string();
+        assert!(m.contains(expect), "{m}");
+        let m = read_file(&p, &input("x", DataType::Float, &[2]), false).unwrap_err().to_string();
+        assert!(m.contains(expect), "{m}");
+    }
+
+    /// Found by fuzzing (fuzz target `input_list`): a header nesting ninety `[` kept npyz's parser
+    /// busy for minutes (its backtracking is exponential in the nesting).
+    #[test]
+    fn fuzz_npy_header_nested_too_deep_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let p = tmp(&d, "x.npy");
+        let header =
+            format!("{{{}'descr': '<f4', 'fortran_order': False, 'shape': (2,), }}\n", "[".repeat(90));
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(&[0u8; 8]);
+        std::fs::write(&p, bytes).unwrap();
+        let m = npy_shape(&p).unwrap_err().to_string();
+        assert!(m.contains("x.npy is not a readable .npy file: its header nests brackets 92 deep"), "{m}");
+        let m = read_file(&p, &input("x", DataType::Float, &[2]), false).unwrap_err().to_string();
+        assert!(m.contains("nests brackets 92 deep"), "{m}");
     }
 }

@@ -18,13 +18,17 @@ pub fn tensor_from_proto(t: &TensorProto, model_dir: &Path) -> Result<Tensor, Er
         .map(|&d| usize::try_from(d).map_err(|_| fail(format!("negative dimension {d}"))))
         .collect::<Result<Vec<_>, _>>()?;
     let size = dtype.size_of().ok_or_else(|| fail(format!("{dtype} values are not supported here")))?;
-    let count: usize = shape.iter().product();
+    // The dims come from the file: their product may not even fit a usize.
+    let count = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    let needed = count
+        .and_then(|n| n.checked_mul(size))
+        .ok_or_else(|| fail(format!("its shape {shape:?} has more elements than any tensor can hold")))?;
     let data = match ptq_onnx::tensor_bytes(t, model_dir)? {
         Some(bytes) => bytes,
-        None => typed_bytes(t, dtype, count).ok_or_else(|| fail(format!("{dtype} tensor has no data")))?,
+        None => typed_bytes(t, dtype, needed).ok_or_else(|| fail(format!("{dtype} tensor has no data")))?,
     };
-    if data.len() != count * size {
-        return Err(fail(size_mismatch(data.len(), &shape, dtype, count * size)));
+    if data.len() != needed {
+        return Err(fail(size_mismatch(data.len(), &shape, dtype, needed)));
     }
     Ok(Tensor { dtype, shape, data })
 }
@@ -46,7 +50,13 @@ pub(crate) fn check_initializer(t: &TensorProto) -> Result<(), Error> {
     let size = DataType::from_onnx(t.data_type()).and_then(|d| d.size_of().map(|s| (d, s)));
     let shape: Option<Vec<usize>> = t.dims.iter().map(|&d| usize::try_from(d).ok()).collect();
     let (Some((dtype, size)), Some(shape)) = (size, shape) else { return Ok(()) };
-    let needed = shape.iter().product::<usize>() * size;
+    // The dims come from the file: their product may not even fit a usize.
+    let Some(needed) = shape.iter().try_fold(size, |n, &d| n.checked_mul(d)) else {
+        return Err(Error::BadTensor {
+            tensor: t.name().to_owned(),
+            reason: format!("its shape {shape:?} has more elements than any tensor can hold"),
+        });
+    };
     if len == 0 || len == needed {
         return Ok(());
     }
@@ -81,10 +91,19 @@ pub fn constant_node_value(
     }
 }
 
-/// Little-endian bytes from the typed repeated fields ONNX allows instead of `raw_data`.
-fn typed_bytes(t: &TensorProto, dtype: DataType, count: usize) -> Option<Bytes> {
+/// Little-endian bytes from the typed repeated fields ONNX allows instead of `raw_data`;
+/// `needed` is what the shape asks for (reserved only up to what the fields can fill, since the
+/// dims may claim far more than the file holds).
+fn typed_bytes(t: &TensorProto, dtype: DataType, needed: usize) -> Option<Bytes> {
     use DataType::*;
-    let mut out = Vec::with_capacity(count * dtype.size_of()?);
+    let held = [
+        t.float_data.len(),
+        t.double_data.len(),
+        t.int64_data.len(),
+        t.uint64_data.len(),
+        t.int32_data.len(),
+    ];
+    let mut out = Vec::with_capacity(needed.min(held.iter().sum::<usize>() * 8));
     match dtype {
         Float | Complex64 => t.float_data.iter().for_each(|v| out.extend(v.to_le_bytes())),
         Double | Complex128 => t.double_data.iter().for_each(|v| out.extend(v.to_le_bytes())),
@@ -101,5 +120,5 @@ fn typed_bytes(t: &TensorProto, dtype: DataType, count: usize) -> Option<Bytes> 
         }
         _ => return None,
     }
-    (count == 0 || !out.is_empty()).then(|| Bytes::from(out))
+    (needed == 0 || !out.is_empty()).then(|| Bytes::from(out))
 }

@@ -177,3 +177,25 @@ fn patch_replaces_a_node_in_place_and_rewires_the_replacement() {
         Patch::new().replace_node(0, node("Relu", "q", &["x"], &["q"])).remove_node(0).apply(&m).unwrap_err();
     assert!(err.to_string().contains("both removed and replaced"), "{err}");
 }
+
+/// Found by fuzzing (fuzz target `onnx_graph`): dims whose product overflows a usize made
+/// decoding the constant panic on the multiplication.
+#[test]
+fn fuzz_constant_with_overflowing_dims_is_an_error() {
+    let huge = f32_tensor_float_data("w", &[1 << 40, 1 << 40], &[1.0]);
+    let model = build::model(13, vec![], vec![], vec![], vec![huge]);
+    let graph = Graph::new(&model, Path::new(".")).unwrap();
+    let err = graph.constant("w").unwrap_err().to_string();
+    assert!(err.contains("`w`") && err.contains("more elements than any tensor can hold"), "{err}");
+}
+
+/// The same dims without overflow (2^40 floats) and one value in `float_data`: the bytes the
+/// shape asks for must not be reserved before the values are counted (4 TiB, an abort).
+#[test]
+fn fuzz_constant_claiming_more_values_than_it_holds_is_an_error() {
+    let claims = f32_tensor_float_data("w", &[1 << 40], &[1.0]);
+    let model = build::model(13, vec![], vec![], vec![], vec![claims]);
+    let graph = Graph::new(&model, Path::new(".")).unwrap();
+    let err = graph.constant("w").unwrap_err().to_string();
+    assert!(err.contains("`w`") && err.contains("holds 4 bytes"), "{err}");
+}

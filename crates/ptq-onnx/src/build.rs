@@ -16,8 +16,9 @@
 use bytes::Bytes;
 
 use crate::proto::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto,
-    TypeProto, ValueInfoProto, attribute_proto::AttributeType, tensor_proto, tensor_shape_proto, type_proto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
+    TensorProto, TensorShapeProto, TypeProto, ValueInfoProto, attribute_proto::AttributeType, tensor_proto,
+    tensor_shape_proto, type_proto,
 };
 
 /// The ONNX element type FLOAT (`TensorProto.DataType.FLOAT`, 1).
@@ -163,6 +164,30 @@ pub fn f32_tensor_float_data(name: &str, dims: &[i64], values: &[f32]) -> Tensor
         data_type: Some(FLOAT),
         dims: dims.to_vec(),
         float_data: values.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// A FLOAT tensor of shape `dims` whose values are external data: `length` bytes at `offset`
+/// of the file `location`, relative to the model's folder (the caller writes that file).
+pub fn f32_external_tensor(
+    name: &str,
+    dims: &[i64],
+    location: &str,
+    offset: u64,
+    length: u64,
+) -> TensorProto {
+    let kv = |k: &str, v: String| StringStringEntryProto { key: Some(k.into()), value: Some(v) };
+    TensorProto {
+        name: Some(name.into()),
+        data_type: Some(FLOAT),
+        dims: dims.to_vec(),
+        data_location: Some(tensor_proto::DataLocation::External as i32),
+        external_data: vec![
+            kv("location", location.into()),
+            kv("offset", offset.to_string()),
+            kv("length", length.to_string()),
+        ],
         ..Default::default()
     }
 }

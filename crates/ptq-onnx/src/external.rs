@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 use bytes::Bytes;
 use prost::Message;
@@ -32,7 +32,29 @@ fn entry<'a>(t: &'a TensorProto, key: &str) -> Option<&'a str> {
     t.external_data.iter().find(|e| e.key() == key).map(|e| e.value())
 }
 
-fn read_external(t: &TensorProto, model_dir: &Path) -> Result<Bytes, Error> {
+/// Checks every external tensor of `model` (initializers, attributes, subgraphs) as
+/// [`tensor_bytes`] would read it, without reading the data.
+pub(crate) fn check_locations(model: &ModelProto, model_dir: &Path) -> Result<(), Error> {
+    let mut result = Ok(());
+    if let Some(g) = &model.graph {
+        visit(g, &mut |t| {
+            if result.is_ok() && is_external(t) {
+                result = locate(t, model_dir).map(|_| ());
+            }
+        });
+    }
+    result
+}
+
+/// Where an external tensor's bytes are: the file, the offset and the length, checked against the
+/// file's size and confined to `model_dir`.
+struct Span {
+    path: PathBuf,
+    offset: u64,
+    length: u64,
+}
+
+fn locate(t: &TensorProto, model_dir: &Path) -> Result<Span, Error> {
     let fail = |reason: String| Error::ExternalData {
         model: model_dir.to_owned(),
         tensor: t.name().to_owned(),
@@ -41,8 +63,14 @@ fn read_external(t: &TensorProto, model_dir: &Path) -> Result<Bytes, Error> {
     let location = entry(t, "location").ok_or_else(|| fail("has no `location`".into()))?;
     let rel = Path::new(location);
     // A model must not read files outside its own folder (onnx refuses these too).
+    let outside = || {
+        fail(format!(
+            "location `{location}` leaves the model's folder; keep the data file in the model's folder \
+             and name it by a relative path"
+        ))
+    };
     if rel.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
-        return Err(fail(format!("location `{location}` leaves the model's folder")));
+        return Err(outside());
     }
     let number = |key: &str| -> Result<Option<u64>, Error> {
         entry(t, key)
@@ -51,7 +79,14 @@ fn read_external(t: &TensorProto, model_dir: &Path) -> Result<Bytes, Error> {
     };
     let offset = number("offset")?.unwrap_or(0);
     let path = model_dir.join(rel);
-    let mut file =
+    // A symbolic link inside the folder may still point out of it: compare the real paths.
+    let dir = if model_dir.as_os_str().is_empty() { Path::new(".") } else { model_dir };
+    let real =
+        |p: &Path| p.canonicalize().map_err(|e| fail(format!("file {} cannot be opened: {e}", p.display())));
+    if !real(&path)?.starts_with(real(dir)?) {
+        return Err(outside());
+    }
+    let file =
         File::open(&path).map_err(|e| fail(format!("file {} cannot be opened: {e}", path.display())))?;
     let size = file.metadata().map_err(|e| fail(format!("{}: {e}", path.display())))?.len();
     let length = number("length")?.unwrap_or(size.saturating_sub(offset));
@@ -62,10 +97,19 @@ fn read_external(t: &TensorProto, model_dir: &Path) -> Result<Bytes, Error> {
             path.display()
         )));
     }
+    Ok(Span { path, offset, length })
+}
+
+fn read_external(t: &TensorProto, model_dir: &Path) -> Result<Bytes, Error> {
+    let Span { path, offset, length } = locate(t, model_dir)?;
+    let fail = |e: std::io::Error| Error::ExternalData {
+        model: model_dir.to_owned(),
+        tensor: t.name().to_owned(),
+        reason: format!("{}: {e}", path.display()),
+    };
+    let mut file = File::open(&path).map_err(fail)?;
     let mut buf = vec![0u8; length as usize];
-    file.seek(SeekFrom::Start(offset))
-        .and_then(|_| file.read_exact(&mut buf))
-        .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    file.seek(SeekFrom::Start(offset)).and_then(|_| file.read_exact(&mut buf)).map_err(fail)?;
     Ok(Bytes::from(buf))
 }
 

@@ -23,11 +23,19 @@ impl Loaded {
     }
 }
 
-/// Reads and decodes an ONNX file.
+/// Reads and decodes an ONNX file, see [`from_bytes`].
 pub fn load(path: &Path) -> Result<Loaded, Error> {
     let bytes = fs::read(path).map_err(|err| Error::Read { path: path.to_owned(), err })?;
-    let model = decode(Bytes::from(bytes), path)?;
-    Ok(Loaded { model, path: path.to_owned() })
+    from_bytes(Bytes::from(bytes), path)
+}
+
+/// Decodes the bytes of the ONNX file `path` and checks its external data: every location must
+/// name a file inside the model's folder that holds the bytes asked for. Checking them all here,
+/// before anything else reads the model, is what keeps a model from reading other files.
+pub fn from_bytes(bytes: Bytes, path: &Path) -> Result<Loaded, Error> {
+    let loaded = Loaded { model: decode(bytes, path)?, path: path.to_owned() };
+    external::check_locations(&loaded.model, loaded.dir())?;
+    Ok(loaded)
 }
 
 /// The newest IR version of the onnx.proto this crate is built from.

@@ -24,7 +24,7 @@ mod io;
 
 pub use error::Error;
 pub use external::{is_external, tensor_bytes};
-pub use io::{Loaded, decode, encode, load, save, temp_prefix};
+pub use io::{Loaded, decode, encode, from_bytes, load, save, temp_prefix};
 
 /// The generated ONNX protobuf types (package `onnx`).
 pub mod proto {

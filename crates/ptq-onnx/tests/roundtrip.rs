@@ -2,10 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use ptq_onnx::proto::{
-    GraphProto, ModelProto, StringStringEntryProto, TensorProto, tensor_proto::DataLocation,
-};
-use ptq_onnx::{Error, decode, encode, is_external, load, save, tensor_bytes};
+use ptq_onnx::proto::{GraphProto, ModelProto, TensorProto};
+use ptq_onnx::{Error, build, decode, encode, is_external, load, save, tensor_bytes};
 
 fn shared_models() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models");
@@ -38,19 +36,7 @@ fn model_with(tensors: Vec<TensorProto>) -> ModelProto {
 }
 
 fn external(name: &str, location: &str, offset: usize, length: usize) -> TensorProto {
-    let kv = |k: &str, v: String| StringStringEntryProto { key: Some(k.into()), value: Some(v) };
-    TensorProto {
-        name: Some(name.into()),
-        dims: vec![(length / 4) as i64],
-        data_type: Some(1),
-        data_location: Some(DataLocation::External as i32),
-        external_data: vec![
-            kv("location", location.into()),
-            kv("offset", offset.to_string()),
-            kv("length", length.to_string()),
-        ],
-        ..Default::default()
-    }
+    build::f32_external_tensor(name, &[(length / 4) as i64], location, offset as u64, length as u64)
 }
 
 #[test]
@@ -73,14 +59,69 @@ fn external_data_is_read_and_written_beside_the_output() {
     assert!(dst.path().join("copy.onnx.data").exists());
 }
 
+fn refusal(location: &str, dir: &Path) -> String {
+    let err = tensor_bytes(&external("w", location, 0, 4), dir).unwrap_err().to_string();
+    assert!(err.contains("leaves the model's folder") && err.contains("`w`"), "{err}");
+    assert!(err.contains(&format!("`{location}`")), "the message names the location: {err}");
+    err
+}
+
 #[test]
-fn external_data_outside_the_model_folder_is_refused() {
+fn external_data_at_an_absolute_path_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    for location in ["../x.bin", "/etc/passwd"] {
-        let t = external("w", location, 0, 4);
-        let err = tensor_bytes(&t, dir.path()).unwrap_err().to_string();
-        assert!(err.contains("leaves the model's folder") && err.contains("`w`"), "{err}");
-    }
+    std::fs::write(dir.path().join("w.bin"), [0u8; 4]).unwrap();
+    refusal(&dir.path().join("w.bin").display().to_string(), dir.path());
+}
+
+#[test]
+fn external_data_up_the_tree_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("model")).unwrap();
+    std::fs::write(dir.path().join("w.bin"), [0u8; 4]).unwrap();
+    refusal("../w.bin", &dir.path().join("model"));
+    refusal("sub/../../w.bin", &dir.path().join("model"));
+}
+
+#[cfg(unix)]
+#[test]
+fn external_data_through_a_symlink_out_of_the_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = dir.path().join("model");
+    std::fs::create_dir(&model_dir).unwrap();
+    std::fs::write(dir.path().join("secret.bin"), [0u8; 4]).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("secret.bin"), model_dir.join("w.bin")).unwrap();
+    std::os::unix::fs::symlink(dir.path(), model_dir.join("up")).unwrap();
+    refusal("w.bin", &model_dir);
+    refusal("up/secret.bin", &model_dir);
+}
+
+#[cfg(unix)]
+#[test]
+fn external_data_through_a_symlink_inside_the_folder_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/real.bin"), 1f32.to_le_bytes()).unwrap();
+    std::os::unix::fs::symlink("data/real.bin", dir.path().join("w.bin")).unwrap();
+    let bytes = tensor_bytes(&external("w", "w.bin", 0, 4), dir.path()).unwrap().unwrap();
+    assert_eq!(bytes, &1f32.to_le_bytes()[..]);
+}
+
+#[test]
+fn load_refuses_a_model_whose_external_data_leaves_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.onnx");
+    std::fs::write(&path, encode(&model_with(vec![external("deep.w", "../../etc/passwd", 0, 4)]))).unwrap();
+    let err = load(&path).unwrap_err().to_string();
+    assert!(err.contains("`deep.w`") && err.contains("`../../etc/passwd`"), "{err}");
+}
+
+#[test]
+fn load_refuses_a_model_whose_external_data_file_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.onnx");
+    std::fs::write(&path, encode(&model_with(vec![external("w", "gone.bin", 0, 4)]))).unwrap();
+    let err = load(&path).unwrap_err().to_string();
+    assert!(err.contains("`w`") && err.contains("gone.bin") && err.contains("cannot be opened"), "{err}");
 }
 
 #[test]
