@@ -361,3 +361,29 @@ fn given_encodings_that_clip_are_named_with_the_share() {
                 .and(contains("the given encoding of `relu3_out` clips")),
         );
 }
+
+/// A 2.0.0 per-channel entry names its axis; one that is not the weight's output-channel axis
+/// was moved there without a word (`axis: 7` on a 4-d Conv weight was accepted). Now said.
+#[test]
+fn a_2_0_0_per_channel_axis_other_than_the_output_channels_is_said() {
+    let mut work = Work::new();
+    let list = calib(&mut work);
+    let overrides = json!({
+        "version": "2.0.0",
+        "encodings": [
+            {"name": "pwconv.weight", "output_dtype": "int8", "y_scale": vec![0.01; 32], "axis": 7},
+        ],
+    });
+    work.write("over.json", overrides.to_string());
+    work.quantize(&model("digits_cnn"), "q.onnx")
+        .arg("--input_list")
+        .arg(&list)
+        .arg("--quantization_overrides")
+        .arg(work.path("over.json"))
+        .assert()
+        .success()
+        .stderr(
+            contains("`pwconv.weight`: the overrides give per-channel scales along axis 7")
+                .and(contains("axis 0")),
+        );
+}

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use ptq_ir::{Graph, Patch};
 use ptq_onnx::build::node;
 use ptq_quant::overrides_json::{check_names, parse_overrides_with_warnings};
-use ptq_quant::{Encodings, Given as GivenKind, GivenEncodings, Histogram, Origin, clipped_values};
+use ptq_quant::{Encodings, Given as GivenKind, GivenEncodings, Histogram, Origin, Section, clipped_values};
 
 use crate::Events;
 use crate::model::Model;
@@ -133,8 +133,17 @@ pub fn check(
     for (name, g) in given.iter_mut() {
         if let (GivenKind::Fixed(e), Some(axis)) =
             (&mut g.given, ptq_quant::rules::weight_axis(prepared, name))
-            && e.axis.is_some()
+            && let Some(named) = e.axis
         {
+            // 0.6.1 and 1.0.0 name no axis (read as 0); a 2.0.0 entry names its own, and one
+            // that is not the weight's output-channel axis cannot be kept as it says.
+            if g.section == Section::Any && named != axis {
+                events.warn(&format!(
+                    "`{name}`: the overrides give per-channel scales along axis {named}, but its output \
+                     channels, the only per-channel axis ptq quantizes along, are axis {axis}: the scales are \
+                     applied along axis {axis}; give `\"axis\": {axis}` if that is what they are"
+                ));
+            }
             e.axis = Some(axis);
         }
     }
