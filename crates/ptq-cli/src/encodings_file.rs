@@ -33,14 +33,20 @@ pub fn render(encodings: &Encodings, config: &Config, layout: &Layout) -> Result
     Ok(to_json(encodings, &args, config.json_version)?)
 }
 
-/// Writes the model and its side files (encodings JSON, report) atomically; on failure nothing
-/// new is left behind.
 /// The model path `flag` names, checked before any work (that it overwrites no input is
-/// [`crate::overwrite::check`]'s): not a folder, and not a `.dlc` name (a qairt habit), since what
-/// is written there is an ONNX model.
+/// [`crate::overwrite::check`]'s): not a folder, not inside a file, and not a `.dlc` name (a
+/// qairt habit), since what is written there is an ONNX model.
 pub fn check_output_model(flag: &str, out: &Path) -> Result<()> {
     if out.is_dir() {
         bail!("{flag} {} is a folder; give the path of the .onnx file to write", out.display());
+    }
+    // The nearest existing folder above it must be one: a file there cannot hold the output.
+    if let Some(file) = out.ancestors().skip(1).find(|a| a.exists()).filter(|a| !a.is_dir()) {
+        bail!(
+            "{flag} {}: {} is a file, not a folder; choose a path in a folder",
+            out.display(),
+            file.display()
+        );
     }
     if out.extension().is_some_and(|e| e.eq_ignore_ascii_case("dlc")) {
         bail!(UsageError(format!(
@@ -53,6 +59,8 @@ pub fn check_output_model(flag: &str, out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Writes the model and its side files (encodings JSON, report) atomically; on failure nothing
+/// new is left behind.
 pub fn write_outputs(
     model: &ModelProto,
     source_dir: &Path,

@@ -1178,7 +1178,11 @@ const FILE_SYSTEM: &[Case] = &[
             w.write("file", "I am a file\n");
             quantize_digits_into(digits_list(w, 2), "file/q.onnx")
         },
-        expect: fails(&["file/q.onnx", "File exists"]),
+        expect: fails(&[
+            "--output_model file/q.onnx",
+            "file is a file, not a folder",
+            "choose a path in a folder",
+        ]),
     },
     Case {
         name: "quantize: the output model is a folder",
