@@ -329,13 +329,24 @@ fn convert_says_when_a_given_weight_encoding_is_dropped_with_its_float_layer() {
         .stderr(contains("`pwconv.weight`'s given encoding is dropped").and(contains("give `")));
 }
 
+/// digits_cnn quantized on the calibration samples with `overrides`.
+fn calibrated_with(work: &mut Work, overrides: &Value) -> assert_cmd::assert::Assert {
+    let list = calib(work);
+    work.write("over.json", overrides.to_string());
+    work.quantize(&model("digits_cnn"), "q.onnx")
+        .arg("--input_list")
+        .arg(&list)
+        .arg("--quantization_overrides")
+        .arg(work.path("over.json"))
+        .assert()
+}
+
 /// A given encoding that clips more than 1 % of its tensor's values is named with the share; a
 /// weight whose BatchNormalization was folded is told to give the folded weights' encoding (an
 /// encoding for the unfolded `conv1.weight` clipped the folded one to −3.8 dB without a word).
 #[test]
 fn given_encodings_that_clip_are_named_with_the_share() {
     let mut work = Work::new();
-    let list = calib(&mut work);
     let overrides = json!({
         "version": "1.0.0",
         "activation_encodings": [
@@ -347,19 +358,11 @@ fn given_encodings_that_clip_are_named_with_the_share() {
              "scale": [0.001], "offset": [-128]},
         ],
     });
-    work.write("over.json", overrides.to_string());
-    work.quantize(&model("digits_cnn"), "q.onnx")
-        .arg("--input_list")
-        .arg(&list)
-        .arg("--quantization_overrides")
-        .arg(work.path("over.json"))
-        .assert()
-        .success()
-        .stderr(
-            contains("the given encoding of `conv1.weight` clips")
-                .and(contains("BatchNormalization `bn1` was folded into `conv1`"))
-                .and(contains("the given encoding of `relu3_out` clips")),
-        );
+    calibrated_with(&mut work, &overrides).success().stderr(
+        contains("the given encoding of `conv1.weight` clips")
+            .and(contains("BatchNormalization `bn1` was folded into `conv1`"))
+            .and(contains("the given encoding of `relu3_out` clips")),
+    );
 }
 
 /// A 2.0.0 per-channel entry names its axis; one that is not the weight's output-channel axis
@@ -367,23 +370,14 @@ fn given_encodings_that_clip_are_named_with_the_share() {
 #[test]
 fn a_2_0_0_per_channel_axis_other_than_the_output_channels_is_said() {
     let mut work = Work::new();
-    let list = calib(&mut work);
     let overrides = json!({
         "version": "2.0.0",
         "encodings": [
             {"name": "pwconv.weight", "output_dtype": "int8", "y_scale": vec![0.01; 32], "axis": 7},
         ],
     });
-    work.write("over.json", overrides.to_string());
-    work.quantize(&model("digits_cnn"), "q.onnx")
-        .arg("--input_list")
-        .arg(&list)
-        .arg("--quantization_overrides")
-        .arg(work.path("over.json"))
-        .assert()
-        .success()
-        .stderr(
-            contains("`pwconv.weight`: the overrides give per-channel scales along axis 7")
-                .and(contains("axis 0")),
-        );
+    calibrated_with(&mut work, &overrides).success().stderr(
+        contains("`pwconv.weight`: the overrides give per-channel scales along axis 7")
+            .and(contains("axis 0")),
+    );
 }
