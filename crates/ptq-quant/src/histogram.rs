@@ -87,7 +87,8 @@ impl Histogram {
     /// binned like the rest (0 is in the window), then moved apart.
     fn count_finite(&mut self, values: &[f32], scale: f64) {
         let mut tables = [[0u32; BINS]; counting::TABLES];
-        let zeros = counting::count(values, scale, self.base, &mut tables);
+        // SAFETY: `observe` checked the batch finite and `cover` widened the window to its range.
+        let zeros = unsafe { counting::count(values, scale, self.base, &mut tables) };
         for (i, bin) in self.bins.iter_mut().enumerate() {
             *bin += tables.iter().map(|t| u64::from(t[i])).sum::<u64>();
         }
@@ -138,45 +139,54 @@ mod counting {
     pub const TABLES: usize = 4;
     const BLOCK: usize = 64;
 
-    /// Counts `values` (finite, inside the window at `base`, fewer than 2^32) into `tables`
-    /// by bin; returns how many were exactly 0.
-    pub fn count(values: &[f32], scale: f64, base: i64, tables: &mut [[u32; BINS]; TABLES]) -> u64 {
+    /// Counts `values` (fewer than 2^32) into `tables` by bin; returns how many were exactly 0.
+    ///
+    /// # Safety
+    /// Every value is finite and inside the window that starts at global bin `base` with bin
+    /// width `1 / scale` (as the histogram's `cover` makes it).
+    pub unsafe fn count(values: &[f32], scale: f64, base: i64, tables: &mut [[u32; BINS]; TABLES]) -> u64 {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the processor has AVX-512F (checked just above).
+                // SAFETY: the processor has AVX-512F (checked just above); the values as `count`'s.
                 return unsafe { avx512(values, scale, base, tables) };
             }
             if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the processor has AVX2 (checked just above).
+                // SAFETY: the processor has AVX2 (checked just above); the values as `count`'s.
                 return unsafe { avx2(values, scale, base, tables) };
             }
         }
-        portable(values, scale, base, tables)
+        // SAFETY: the values as `count`'s.
+        unsafe { portable(values, scale, base, tables) }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn avx512(values: &[f32], scale: f64, base: i64, tables: &mut [[u32; BINS]; TABLES]) -> u64 {
-        portable(values, scale, base, tables)
+        // SAFETY: the values as `count`'s.
+        unsafe { portable(values, scale, base, tables) }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn avx2(values: &[f32], scale: f64, base: i64, tables: &mut [[u32; BINS]; TABLES]) -> u64 {
-        portable(values, scale, base, tables)
+        // SAFETY: the values as `count`'s.
+        unsafe { portable(values, scale, base, tables) }
     }
 
+    /// # Safety
+    /// As [`count`].
     #[inline(always)]
-    fn portable(values: &[f32], scale: f64, base: i64, tables: &mut [[u32; BINS]; TABLES]) -> u64 {
+    unsafe fn portable(values: &[f32], scale: f64, base: i64, tables: &mut [[u32; BINS]; TABLES]) -> u64 {
         // The window holds 0, so its base lies within BINS of it.
         let base = base as i32;
         let mut slots = [0i32; BLOCK];
         let mut zeros = 0u64;
         for block in values.chunks(BLOCK) {
             for (slot, &v) in slots.iter_mut().zip(block) {
-                // SAFETY: the window covers every finite value and 0, so `floor(v / 2^exp)` is
-                // within BINS of 0 (an i32), and the product is exact (a power of two).
+                // SAFETY: the window covers every value (the caller's promise) and 0, so
+                // `floor(v / 2^exp)` is finite and within BINS of 0 (an i32); the product is
+                // exact (a power of two).
                 *slot = unsafe { (f64::from(v) * scale).floor().to_int_unchecked::<i32>() } - base;
             }
             let mut quads = slots[..block.len()].chunks_exact(TABLES);
