@@ -875,3 +875,23 @@ fn what_the_writer_writes_reads_back_exactly() {
         }
     }
 }
+
+/// Found by fuzzing (`encodings_json`, once block entries were skipped instead of failing the
+/// file): a 2.0.0 `int16` activation with zero point 200 is a signed asymmetric grid, which
+/// 1.0.0 and 0.6.1 cannot spell (they know no signedness). Written and read back it is the
+/// unsigned grid with the same values — the same encoding, not a changed one.
+#[test]
+fn fuzz_signed_asymmetric_16_bit_reads_back_as_the_same_grid() {
+    let g =
+        parse(&v2(r#"{"name": "input", "output_dtype": "int16", "y_scale": 0.009, "y_zero_point": 200}"#));
+    let given = fixed(&g, "input").clone();
+    assert!(given.signed && !given.symmetric);
+    let mut enc = Encodings::default();
+    enc.tensors.insert("input".into(), TensorEncoding { kind: Kind::Activation, encoding: given.clone() });
+    for version in JsonVersion::ALL {
+        let back = parse(&to_json(&enc, &ARGS, version).unwrap());
+        let got = fixed(&back, "input");
+        assert_eq!((got.bitwidth, got.scales[0].to_bits()), (16, given.scales[0].to_bits()), "{version}");
+        assert_eq!(got.min_max(0), given.min_max(0), "{version}: the grid's values");
+    }
+}
