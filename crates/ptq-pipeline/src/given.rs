@@ -21,8 +21,6 @@ pub struct Given {
     pub from_model: usize,
     /// With `ignore`: how many the model carried and were dropped.
     pub dropped: usize,
-    /// With `ignore`: the tensors given a Relu again (see [`restore_relus`]).
-    pub restored_relus: Vec<String>,
 }
 
 /// Reads what `model` carries and what `overrides` adds; with `ignore`, keeps only the float
@@ -49,14 +47,14 @@ pub fn gather(model: Model, overrides: Option<&Path>, ignore: bool, events: &dyn
                 names.join(", ")
             ));
         }
-        return Ok(Given { model, encodings: GivenEncodings::new(), from_model: 0, dropped, restored_relus });
+        return Ok(Given { model, encodings: GivenEncodings::new(), from_model: 0, dropped });
     }
     let from_model = encodings.len();
     if let Some(path) = overrides {
         // Overrides win over the model's own encodings (spec §1.1).
         encodings.extend(read_overrides(path, events)?);
     }
-    Ok(Given { model, encodings, from_model, dropped: 0, restored_relus: Vec::new() })
+    Ok(Given { model, encodings, from_model, dropped: 0 })
 }
 
 /// An overrides file's encodings, its warnings said.
