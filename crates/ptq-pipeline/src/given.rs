@@ -194,9 +194,8 @@ pub fn clipping(
             }
             _ => match histograms.and_then(|h| h.get(name)) {
                 Some(h) if !e.is_per_channel() => {
-                    let (lo, hi) = e.min_max(0);
-                    let half = 0.5 * f64::from(e.scales[0]);
-                    h.share_outside(lo - half, hi + half)
+                    let (lo, hi) = e.clip_limits(0);
+                    h.share_outside(lo, hi)
                 }
                 _ => continue,
             },

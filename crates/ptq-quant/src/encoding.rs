@@ -206,6 +206,14 @@ impl Encoding {
         (scale * (lo as f64 - zp), scale * (hi as f64 - zp))
     }
 
+    /// The values channel `c` keeps: its grid's ends widened by half a step (a value past them is
+    /// clipped, not rounded).
+    pub fn clip_limits(&self, c: usize) -> (f64, f64) {
+        let (lo, hi) = self.min_max(c);
+        let half = 0.5 * f64::from(self.scales[c]);
+        (lo - half, hi + half)
+    }
+
     /// Quantizes one value of channel `c` onto the grid, rounding half away from zero (QNN; how
     /// ptq bakes weights into integers, DESIGN.md Decision 1).
     pub fn quantize(&self, c: usize, x: f32) -> i64 {

@@ -56,9 +56,8 @@ pub(super) fn fit_weight_to_bias(
 /// ends of their channel's grid.
 pub fn clipped_values(e: &Encoding, values: &[f32], shape: &[usize]) -> usize {
     let clipped = |c: usize, values: &[f32]| {
-        let (lo, hi) = e.min_max(c);
-        let half = 0.5 * f64::from(e.scales[c]);
-        values.iter().filter(|&&v| f64::from(v) < lo - half || f64::from(v) > hi + half).count()
+        let (lo, hi) = e.clip_limits(c);
+        values.iter().filter(|&&v| f64::from(v) < lo || f64::from(v) > hi).count()
     };
     match e.axis.filter(|&a| a < shape.len() && shape[a] == e.scales.len()) {
         Some(axis) => {
