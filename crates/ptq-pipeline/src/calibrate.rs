@@ -9,7 +9,7 @@ use ptq_data::{Sample, Samples};
 use ptq_engine::{Engine, TractEngine, run_parts};
 use ptq_ir::{Graph, Tensor};
 use ptq_quant::patterns::Precision;
-use ptq_quant::rules::Layout;
+use ptq_quant::rules::{Layout, REARRANGING};
 use ptq_quant::{GivenEncodings, Histogram, Method, MinMax, Observer, QuantSpec, calibration};
 use rayon::prelude::*;
 
@@ -88,10 +88,6 @@ pub fn calibrate<O: Observer>(
     }
     Ok(Calibration { seen, reference: reference.into_inner().expect("workers are done") })
 }
-
-/// Ops whose output holds exactly their data input's values, rearranged.
-const REARRANGING: [&str; 8] =
-    ["Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity", "DepthToSpace", "SpaceToDepth"];
 
 /// The watched tensors whose values are another watched tensor's, rearranged (up a chain of
 /// [`REARRANGING`] ops): every statistic of theirs is that tensor's, so they are not observed

@@ -64,6 +64,11 @@ pub struct RuleOptions {
     pub per_row: bool,
 }
 
+/// Ops whose output holds exactly input 0's values, each once, rearranged: every statistic of
+/// the output (range, histogram) is the input's.
+pub const REARRANGING: [&str; 8] =
+    ["Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity", "DepthToSpace", "SpaceToDepth"];
+
 /// Ops whose output is a selection or rearrangement of input 0's values (spec §5.2).
 const DATA_INVARIANT: &[&str] = &[
     "Reshape",
