@@ -8,6 +8,7 @@
 mod dims;
 mod error;
 mod list;
+mod npy_header;
 mod read;
 mod samples;
 
